@@ -1,0 +1,99 @@
+import { z } from 'zod';
+
+/** `N/W`: at most N requests in any rolling W seconds. */
+export interface RateLimit {
+  limit: number;
+  windowS: number;
+}
+
+const rateLimit = z
+  .string()
+  .regex(/^\s*\d+\s*\/\s*\d+\s*$/, 'expected N/W, e.g. 5000/300 (N requests per rolling W seconds)')
+  .transform((s): RateLimit => {
+    const [n, w] = s.split('/').map((x) => Number(x.trim()));
+    return { limit: n!, windowS: w! };
+  })
+  .refine((r) => r.limit >= 1 && r.windowS >= 1, 'N and W must both be at least 1');
+
+const url = z.url({ message: 'expected an absolute URL' });
+const required = (schema: z.ZodString) => schema.min(1, 'must not be empty');
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const base64Key = z
+  .string()
+  .refine((s) => /^[A-Za-z0-9+/]+={0,2}$/.test(s) && Buffer.from(s, 'base64').length === 32, {
+    message: 'expected 32 bytes encoded as base64 (generate one with: openssl rand -base64 32)',
+  });
+
+export const Config = z
+  .object({
+    DATABASE_URL: required(z.string()),
+    REDIS_URL: required(z.string()),
+    OURA_CLIENT_ID: required(z.string()),
+    OURA_CLIENT_SECRET: required(z.string()),
+    OURA_WEBHOOK_VERIFICATION_TOKEN: required(z.string()),
+    OURA_API_BASE_URL: url.default('https://api.ouraring.com'),
+    OURA_AUTHORIZE_URL: url.default('https://cloud.ouraring.com/oauth/authorize'),
+    OURA_TOKEN_URL: url.optional(),
+    PUBLIC_BASE_URL: url,
+    TOKEN_ENCRYPTION_KEY: base64Key,
+    ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters'),
+    OURA_APP_RATE_LIMIT: rateLimit.default({ limit: 5000, windowS: 300 }),
+    WEBHOOK_MAX_AGE_S: int(1, 7 * 24 * 3600).default(7200),
+    PORT: int(0, 65535).default(8080),
+    HOST: z.string().min(1).default('0.0.0.0'),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    WORKER_CONCURRENCY: int(1, 1000).default(16),
+  })
+  .transform((c) => ({
+    ...c,
+    OURA_API_BASE_URL: c.OURA_API_BASE_URL.replace(/\/+$/, ''),
+    PUBLIC_BASE_URL: c.PUBLIC_BASE_URL.replace(/\/+$/, ''),
+    OURA_TOKEN_URL: c.OURA_TOKEN_URL ?? `${c.OURA_API_BASE_URL.replace(/\/+$/, '')}/oauth/token`,
+  }));
+export type Config = z.infer<typeof Config>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/**
+ * Parses the environment once. Empty strings count as unset, so a compose file
+ * may pass `VAR=` to mean "use the default". Throws a ConfigError whose message
+ * is one line naming the variable and what is wrong with it.
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const cleaned: Record<string, string> = {};
+  for (const key of Object.keys(Config.in.shape)) {
+    const v = env[key];
+    if (v !== undefined && v.trim() !== '') cleaned[key] = v.trim();
+  }
+  const result = Config.safeParse(cleaned);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const name = String(issue.path[0] ?? 'config');
+    const what = issue.code === 'invalid_type' && cleaned[name] === undefined ? 'is required but not set' : issue.message;
+    throw new ConfigError(`config: ${name} ${what}`);
+  }
+  return result.data;
+}
+
+/** For tools that only touch the database (`npm run migrate`). */
+export function loadDatabaseUrl(env: Record<string, string | undefined> = process.env): string {
+  const v = env.DATABASE_URL?.trim();
+  if (!v) throw new ConfigError('config: DATABASE_URL is required but not set');
+  return v;
+}
+
+/** Runs `load`, and on a ConfigError prints its one line and exits 2. */
+export function orExit<T>(load: () => T): T {
+  try {
+    return load();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}

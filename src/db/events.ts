@@ -1,0 +1,100 @@
+import { createHash } from 'node:crypto';
+import { and, eq, inArray, sql } from 'drizzle-orm';
+import type { Db } from './index.js';
+import { webhookEvents, type EventStatus } from './schema/core.js';
+
+export interface IncomingEvent {
+  event_type: string;
+  data_type: string;
+  object_id: string;
+  event_time: string;
+  user_id: string;
+}
+
+/** Oura's retries of one delivery carry the same content; this names that content. */
+export function dedupeKey(e: IncomingEvent): string {
+  return createHash('sha256')
+    .update([e.event_type, e.data_type, e.object_id, e.event_time, e.user_id].join('\u0000'))
+    .digest('hex');
+}
+
+export interface RecordedEvent {
+  id: number;
+  status: EventStatus;
+  /** False when this delivery repeats one already recorded. */
+  inserted: boolean;
+}
+
+export function createEventsRepo(db: Db) {
+  return {
+    /**
+     * Records a delivery durably. A repeat of a recorded delivery only bumps its
+     * delivery count and returns the existing row.
+     */
+    async record(e: IncomingEvent, status: 'queued' | 'ignored', outcome: string | null): Promise<RecordedEvent> {
+      const rows = await db
+        .insert(webhookEvents)
+        .values({
+          dedupe_key: dedupeKey(e),
+          event_type: e.event_type,
+          data_type: e.data_type,
+          object_id: e.object_id,
+          user_id: e.user_id,
+          event_time: e.event_time,
+          status,
+          outcome,
+          processed_at: status === 'ignored' ? new Date() : null,
+        })
+        .onConflictDoUpdate({
+          target: webhookEvents.dedupe_key,
+          set: { deliveries: sql`${webhookEvents.deliveries} + 1` },
+        })
+        .returning({ id: webhookEvents.id, status: webhookEvents.status, inserted: sql<boolean>`(xmax = 0)` });
+      const row = rows[0]!;
+      return { id: row.id, status: row.status, inserted: row.inserted };
+    },
+
+    /**
+     * Records one verified delivery in a single round trip: events for a type we
+     * do not fetch, or for a user we do not know, are recorded as ignored; the
+     * user's last_webhook_at moves forward.
+     */
+    async recordDelivery(e: IncomingEvent, supported: boolean): Promise<RecordedEvent> {
+      const result = await db.execute<{ id: string; status: EventStatus; inserted: boolean }>(sql`
+        with u as (
+          update oura.users set last_webhook_at = now()
+          where id = ${e.user_id} and status <> 'revoked' and ${supported}
+          returning id
+        ), v as (
+          select case when ${!supported} then 'unsupported_data_type'
+                      when u.id is null then 'unknown_user' end as ignored
+          from (select 1) one left join u on true
+        )
+        insert into oura.webhook_events
+          (dedupe_key, event_type, data_type, object_id, user_id, event_time, status, outcome, processed_at)
+        select ${dedupeKey(e)}, ${e.event_type}, ${e.data_type}, ${e.object_id}, ${e.user_id}, ${e.event_time},
+               case when v.ignored is null then 'queued' else 'ignored' end, v.ignored,
+               case when v.ignored is null then null else now() end
+        from v
+        on conflict (dedupe_key) do update set deliveries = oura.webhook_events.deliveries + 1
+        returning id, status, (xmax = 0) as inserted`);
+      const row = result.rows[0]!;
+      return { id: Number(row.id), status: row.status, inserted: row.inserted };
+    },
+
+    async get(id: number) {
+      const rows = await db.select().from(webhookEvents).where(eq(webhookEvents.id, id)).limit(1);
+      return rows[0] ?? null;
+    },
+
+    /** Marks queued events finished. Only queued rows change, so a replay never rewrites history. */
+    async finish(ids: number[], status: Exclude<EventStatus, 'queued'>, outcome: string): Promise<void> {
+      if (ids.length === 0) return;
+      await db
+        .update(webhookEvents)
+        .set({ status, outcome, processed_at: new Date() })
+        .where(and(inArray(webhookEvents.id, ids), eq(webhookEvents.status, 'queued')));
+    },
+  };
+}
+export type EventsRepo = ReturnType<typeof createEventsRepo>;

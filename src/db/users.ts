@@ -1,0 +1,66 @@
+import { eq, sql } from 'drizzle-orm';
+import type { Db } from './index.js';
+import { users, type UserStatus } from './schema/core.js';
+
+export interface StoredTokens {
+  accessTokenEnc: string;
+  refreshTokenEnc: string;
+  expiresAt: Date | null;
+  scopes: string | null;
+}
+
+export function createUsersRepo(db: Db) {
+  return {
+    /** Connects (or reconnects) a user: status active, fresh tokens. */
+    async upsertConnected(input: { id: string; personalInfo: unknown } & StoredTokens): Promise<{ reconnected: boolean }> {
+      const values = {
+        id: input.id,
+        status: 'active' as const,
+        status_reason: null,
+        access_token_enc: input.accessTokenEnc,
+        refresh_token_enc: input.refreshTokenEnc,
+        token_expires_at: input.expiresAt,
+        scopes: input.scopes,
+        personal_info: input.personalInfo,
+        updated_at: new Date(),
+      };
+      const rows = await db
+        .insert(users)
+        .values(values)
+        .onConflictDoUpdate({ target: users.id, set: { ...values, connected_at: sql`now()` } })
+        .returning({ inserted: sql<boolean>`(xmax = 0)` });
+      return { reconnected: !rows[0]?.inserted };
+    },
+
+    async get(id: string) {
+      const rows = await db.select().from(users).where(eq(users.id, id)).limit(1);
+      return rows[0] ?? null;
+    },
+
+    async saveTokens(id: string, t: StoredTokens): Promise<void> {
+      await db
+        .update(users)
+        .set({
+          access_token_enc: t.accessTokenEnc,
+          refresh_token_enc: t.refreshTokenEnc,
+          token_expires_at: t.expiresAt,
+          scopes: t.scopes,
+          updated_at: new Date(),
+        })
+        .where(eq(users.id, id));
+    },
+
+    async setStatus(id: string, status: UserStatus, reason: string | null): Promise<void> {
+      await db.update(users).set({ status, status_reason: reason, updated_at: new Date() }).where(eq(users.id, id));
+    },
+
+    async touchWebhook(id: string): Promise<void> {
+      await db.update(users).set({ last_webhook_at: new Date() }).where(eq(users.id, id));
+    },
+
+    async touchFetch(id: string): Promise<void> {
+      await db.update(users).set({ last_fetch_at: new Date() }).where(eq(users.id, id));
+    },
+  };
+}
+export type UsersRepo = ReturnType<typeof createUsersRepo>;

@@ -1,0 +1,108 @@
+import { createHmac } from 'node:crypto';
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import { createTokenCipher } from './crypto.js';
+import { createDocumentsRepo } from './db/documents.js';
+import { createEventsRepo } from './db/events.js';
+import { createDb, createPool } from './db/index.js';
+import { migrationsApplied } from './db/migrate.js';
+import { createUsersRepo } from './db/users.js';
+import { createLogger } from './logger.js';
+import { createOuraClient } from './oura/client.js';
+import { createLimiter } from './oura/limiter.js';
+import { createTokenService } from './oura/tokens.js';
+import { createEventQueue } from './workers/queues.js';
+
+export interface DepsOptions {
+  log?: Logger;
+  /** Namespaces every Redis key (queues, limiter, locks); tests use one per file. */
+  prefix?: string;
+  dbPoolSize?: number;
+}
+
+/**
+ * The one composition root: builds the pool, the Redis connections, the Oura
+ * client, the limiter and the repositories explicitly. API and worker share it;
+ * `close()` releases everything in reverse order.
+ */
+export function createDeps(config: Config, opts: DepsOptions = {}) {
+  const log = opts.log ?? createLogger(config.LOG_LEVEL);
+  const prefix = opts.prefix ?? 'oura-ingest';
+  const closers: Array<() => Promise<unknown>> = [];
+
+  const pool = createPool({ url: config.DATABASE_URL, max: opts.dbPoolSize ?? 10 });
+  closers.push(() => pool.end());
+  const db = createDb(pool);
+
+  const redisOpts = { lazyConnect: false, connectTimeout: 3000 };
+  // General commands (limiter, locks, OAuth state): fail a command after a few retries rather than hang.
+  const redis = new Redis(config.REDIS_URL, { ...redisOpts, maxRetriesPerRequest: 2 });
+  // Producer side of the queue: no offline queue, so a down Redis fails fast and the webhook answers 503.
+  const queueRedis = new Redis(config.REDIS_URL, { ...redisOpts, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
+  for (const r of [redis, queueRedis]) r.on('error', () => {});
+  closers.push(() => redis.quit().catch(() => redis.disconnect()));
+  closers.push(() => queueRedis.quit().catch(() => queueRedis.disconnect()));
+
+  const cipher = createTokenCipher(config.TOKEN_ENCRYPTION_KEY);
+  const users = createUsersRepo(db);
+  const events = createEventsRepo(db);
+  const documents = createDocumentsRepo(db);
+  const limiter = createLimiter(redis, { app: config.OURA_APP_RATE_LIMIT, prefix });
+  const oura = createOuraClient({
+    apiBaseUrl: config.OURA_API_BASE_URL,
+    tokenUrl: config.OURA_TOKEN_URL,
+    clientId: config.OURA_CLIENT_ID,
+    clientSecret: config.OURA_CLIENT_SECRET,
+    limiter,
+    log,
+  });
+  const tokens = createTokenService({ users, cipher, oura, redis, log, prefix });
+  const queue = createEventQueue(queueRedis, prefix);
+  queue.on('error', () => {});
+  closers.push(() => queue.close());
+
+  /** A separate connection for each BullMQ worker (blocking commands). */
+  function workerConnection(): Redis {
+    const c = new Redis(config.REDIS_URL, { ...redisOpts, maxRetriesPerRequest: null });
+    c.on('error', () => {});
+    closers.push(() => c.quit().catch(() => c.disconnect()));
+    return c;
+  }
+
+  async function readiness(): Promise<Record<string, boolean>> {
+    const within = <T>(p: Promise<T>) => Promise.race([p, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('timeout')), 2000))]);
+    const [postgres, redisOk, migrations] = await Promise.all([
+      within(pool.query('select 1')).then(() => true, () => false),
+      within(redis.ping()).then((r) => r === 'PONG', () => false),
+      within(migrationsApplied(pool)).catch(() => false),
+    ]);
+    return { postgres, redis: redisOk, migrations };
+  }
+
+  return {
+    config,
+    log,
+    prefix,
+    pool,
+    db,
+    redis,
+    queueRedis,
+    cipher,
+    users,
+    events,
+    documents,
+    limiter,
+    oura,
+    tokens,
+    queue,
+    workerConnection,
+    readiness,
+    /** Key for signing OAuth state, derived so it differs from the encryption key itself. */
+    stateSecret: createHmac('sha256', Buffer.from(config.TOKEN_ENCRYPTION_KEY, 'base64')).update('oauth-state').digest('hex'),
+    async close(): Promise<void> {
+      for (const close of closers.reverse()) await close().catch(() => {});
+    },
+  };
+}
+export type Deps = ReturnType<typeof createDeps>;

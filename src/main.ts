@@ -1,0 +1,49 @@
+import { loadConfig, orExit } from './config.js';
+import { createDeps } from './deps.js';
+import { buildApp } from './server/app.js';
+import { startWorkers } from './workers/index.js';
+
+const MODES = ['api', 'worker', 'all'] as const;
+type Mode = (typeof MODES)[number];
+
+const mode = (process.argv[2] ?? 'all') as Mode;
+if (!MODES.includes(mode)) {
+  process.stderr.write(`usage: main <api|worker|all> (got "${process.argv[2]}")\n`);
+  process.exit(2);
+}
+const config = orExit(() => loadConfig());
+const deps = createDeps(config);
+const log = deps.log.child({ module: 'main', mode });
+/** Longest a shutdown may take before the process exits anyway. */
+const SHUTDOWN_BOUND_MS = 25_000;
+
+const app = mode === 'worker' ? null : await buildApp(deps);
+const workers = mode === 'api' ? null : startWorkers(deps);
+if (app) {
+  try {
+    await app.listen({ port: config.PORT, host: config.HOST });
+  } catch (err) {
+    log.fatal({ err }, 'could not listen');
+    process.exit(1);
+  }
+}
+log.info({ port: app ? config.PORT : undefined }, 'oura-ingest started');
+
+let stopping = false;
+async function shutdown(signal: string) {
+  if (stopping) return;
+  stopping = true;
+  log.info({ signal }, 'shutting down: no new work, finishing what is in flight');
+  const force = setTimeout(() => {
+    log.error('shutdown bound exceeded; exiting');
+    process.exit(1);
+  }, SHUTDOWN_BOUND_MS);
+  force.unref();
+  await Promise.allSettled([app?.close(), workers?.close()]);
+  await deps.close();
+  log.info('stopped');
+  clearTimeout(force);
+  process.exit(0);
+}
+process.on('SIGTERM', () => void shutdown('SIGTERM'));
+process.on('SIGINT', () => void shutdown('SIGINT'));

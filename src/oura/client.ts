@@ -1,0 +1,274 @@
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import type { Limiter } from './limiter.js';
+import {
+  documentPath,
+  documentTypes,
+  personalInfoPath,
+  timeSeries,
+  type DocumentType,
+  type TimeSeriesType,
+} from './registry.js';
+
+export type RateLimitTier = 'application' | 'token';
+
+/**
+ * Every non-2xx answer from Oura (and every network failure) becomes one of
+ * these, classified at the boundary so callers only decide what to do.
+ */
+export class OuraApiError extends Error {
+  override name = 'OuraApiError';
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly retryable: boolean,
+    readonly opts: {
+      /** Machine-readable reason: `rate_limited`, `unauthorized`, `invalid_grant`, `network`, … */
+      code: string;
+      retryAfterMs?: number | null;
+      tier?: RateLimitTier | null;
+      /** What Oura announced in X-RateLimit-* headers, when present. */
+      rateLimit?: { limit: number | null; windowS: number | null; resetAt: number | null } | null;
+    },
+  ) {
+    super(message);
+  }
+  get code() {
+    return this.opts.code;
+  }
+  get retryAfterMs() {
+    return this.opts.retryAfterMs ?? null;
+  }
+  get tier() {
+    return this.opts.tier ?? null;
+  }
+}
+
+export const TokenSet = z.object({
+  access_token: z.string().min(1),
+  refresh_token: z.string().min(1),
+  expires_in: z.coerce.number().int().positive().optional(),
+  token_type: z.string().optional(),
+  scope: z.string().optional(),
+});
+export type TokenSet = z.infer<typeof TokenSet>;
+
+const Page = z.looseObject({ data: z.array(z.unknown()), next_token: z.string().nullish() });
+const PersonalInfo = z.looseObject({ id: z.string().min(1) });
+
+function headerNumber(h: Headers, name: string): number | null {
+  const v = h.get(name);
+  if (v === null || v.trim() === '') return null;
+  const n = Number(v);
+  return Number.isFinite(n) ? n : null;
+}
+
+function classify(status: number, headers: Headers, body: string, what: string): OuraApiError {
+  let code = `http_${status}`;
+  let detail = '';
+  try {
+    const parsed = JSON.parse(body) as { error?: unknown; detail?: unknown };
+    if (typeof parsed.error === 'string') code = parsed.error;
+    if (typeof parsed.detail === 'string') detail = parsed.detail.slice(0, 200);
+  } catch {
+    /* not JSON */
+  }
+  if (status === 429) {
+    const retryAfterS = headerNumber(headers, 'retry-after');
+    const resetAt = headerNumber(headers, 'x-ratelimit-reset');
+    const tierHeader = headers.get('x-ratelimit-tier')?.toLowerCase();
+    const tier: RateLimitTier = tierHeader === 'token' ? 'token' : 'application';
+    const fromReset = resetAt !== null ? resetAt * 1000 - Date.now() : null;
+    const retryAfterMs = Math.max(retryAfterS !== null ? retryAfterS * 1000 : 0, fromReset ?? 0) || 1000;
+    return new OuraApiError(`${what}: rate limited (${tier} tier)`, status, true, {
+      code: 'rate_limited',
+      retryAfterMs,
+      tier,
+      rateLimit: {
+        limit: headerNumber(headers, 'x-ratelimit-limit'),
+        windowS: headerNumber(headers, 'x-ratelimit-window'),
+        resetAt,
+      },
+    });
+  }
+  if (status === 401) code = code === `http_401` ? 'unauthorized' : code;
+  if (status === 403) code = 'forbidden';
+  if (status === 404) code = 'not_found';
+  if (status === 426) code = 'upgrade_required';
+  const retryable = status >= 500 || status === 408;
+  const retryAfterS = headerNumber(headers, 'retry-after');
+  return new OuraApiError(`${what}: Oura answered ${status}${detail ? ` (${detail})` : ''}`, status, retryable, {
+    code,
+    retryAfterMs: retryAfterS !== null ? retryAfterS * 1000 : null,
+  });
+}
+
+export interface OuraClientOptions {
+  apiBaseUrl: string;
+  tokenUrl: string;
+  clientId: string;
+  clientSecret: string;
+  limiter: Limiter;
+  log: Logger;
+  timeoutMs?: number;
+  /** Called for every answer Oura gives (metrics). */
+  onResponse?: (info: { route: string; status: number; tier: RateLimitTier | null; ms: number }) => void;
+}
+
+export interface DateRange {
+  /** `YYYY-MM-DD` or an ISO date-time. */
+  startDate?: string;
+  endDate?: string;
+}
+
+/**
+ * The only code that speaks HTTP to Oura. Every request first takes a permit
+ * from the shared limiter; every failure is an OuraApiError.
+ */
+export function createOuraClient(opts: OuraClientOptions) {
+  const timeoutMs = opts.timeoutMs ?? 20_000;
+  const log = opts.log.child({ module: 'oura-client' });
+
+  async function send(
+    route: string,
+    url: string,
+    init: RequestInit,
+    accessToken: string | null,
+  ): Promise<{ status: number; headers: Headers; body: string }> {
+    await opts.limiter.acquire(accessToken);
+    const started = Date.now();
+    let res: Response;
+    try {
+      res = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
+    } catch (err) {
+      const e = err as Error;
+      const timeout = e.name === 'TimeoutError' || e.name === 'AbortError';
+      throw new OuraApiError(`${route}: ${timeout ? 'timed out' : `network error (${e.message})`}`, 0, true, {
+        code: timeout ? 'timeout' : 'network',
+      });
+    }
+    const body = await res.text();
+    const tierHeader = res.headers.get('x-ratelimit-tier');
+    opts.onResponse?.({
+      route,
+      status: res.status,
+      tier: tierHeader === 'token' || tierHeader === 'application' ? tierHeader : null,
+      ms: Date.now() - started,
+    });
+    if (res.status >= 300) {
+      const err = classify(res.status, res.headers, body, route);
+      if (res.status === 429) {
+        log.warn({ route, tier: err.tier, retryAfterMs: err.retryAfterMs }, 'oura rate limit hit');
+        await opts.limiter.pause(err.tier ?? 'application', err.retryAfterMs ?? 1000, accessToken);
+      }
+      throw err;
+    }
+    return { status: res.status, headers: res.headers, body };
+  }
+
+  async function getJson(route: string, pathAndQuery: string, accessToken: string): Promise<unknown> {
+    const { body } = await send(
+      route,
+      `${opts.apiBaseUrl}${pathAndQuery}`,
+      { method: 'GET', headers: { authorization: `Bearer ${accessToken}`, accept: 'application/json' } },
+      accessToken,
+    );
+    try {
+      return JSON.parse(body);
+    } catch {
+      throw new OuraApiError(`${route}: Oura sent a body that is not JSON`, 502, true, { code: 'bad_response' });
+    }
+  }
+
+  async function tokenRequest(params: Record<string, string>): Promise<TokenSet> {
+    const form = new URLSearchParams({ ...params, client_id: opts.clientId, client_secret: opts.clientSecret });
+    const { body } = await send(
+      'oauth/token',
+      opts.tokenUrl,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+        body: form.toString(),
+      },
+      null,
+    );
+    const parsed = TokenSet.safeParse(JSON.parse(body));
+    if (!parsed.success) throw new OuraApiError('oauth/token: unexpected token response', 502, true, { code: 'bad_response' });
+    return parsed.data;
+  }
+
+  function query(params: Record<string, string | undefined>): string {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(params)) if (v !== undefined) q.set(k, v);
+    const s = q.toString();
+    return s ? `?${s}` : '';
+  }
+
+  return {
+    /** One document, or null when Oura says it does not exist (deleted). */
+    async getDocument(accessToken: string, type: DocumentType, id: string): Promise<Record<string, unknown> | null> {
+      try {
+        const raw = await getJson(type, documentPath(type, id), accessToken);
+        const parsed = documentTypes[type].schema.safeParse(raw);
+        if (!parsed.success) {
+          throw new OuraApiError(`${type}: document does not match the schema`, 502, false, { code: 'bad_document' });
+        }
+        return raw as Record<string, unknown>;
+      } catch (err) {
+        if (err instanceof OuraApiError && err.status === 404) return null;
+        throw err;
+      }
+    },
+
+    /** Pages of a collection route, following next_token. */
+    async *listDocuments(
+      accessToken: string,
+      type: DocumentType,
+      range: DateRange = {},
+    ): AsyncGenerator<Array<Record<string, unknown>>> {
+      const info = documentTypes[type];
+      let nextToken: string | undefined;
+      do {
+        const params = info.dateField
+          ? { start_date: range.startDate, end_date: range.endDate, next_token: nextToken }
+          : { next_token: nextToken };
+        const page = Page.parse(await getJson(type, `${info.path}${query(params)}`, accessToken));
+        const docs = page.data.filter((d) => info.schema.safeParse(d).success) as Array<Record<string, unknown>>;
+        if (docs.length !== page.data.length) log.warn({ dataType: type, dropped: page.data.length - docs.length }, 'documents without an id skipped');
+        yield docs;
+        nextToken = page.next_token ?? undefined;
+      } while (nextToken);
+    },
+
+    /** Pages of a time series between two ISO date-times. */
+    async *listTimeSeries(
+      accessToken: string,
+      type: TimeSeriesType,
+      range: { startDateTime: string; endDateTime: string },
+    ): AsyncGenerator<Array<Record<string, unknown>>> {
+      const info = timeSeries[type];
+      let nextToken: string | undefined;
+      do {
+        const params = { start_datetime: range.startDateTime, end_datetime: range.endDateTime, next_token: nextToken };
+        const page = Page.parse(await getJson(type, `${info.path}${query(params)}`, accessToken));
+        yield page.data.filter((d) => info.schema.safeParse(d).success) as Array<Record<string, unknown>>;
+        nextToken = page.next_token ?? undefined;
+      } while (nextToken);
+    },
+
+    async personalInfo(accessToken: string): Promise<Record<string, unknown> & { id: string }> {
+      return PersonalInfo.parse(await getJson('personal_info', personalInfoPath, accessToken)) as Record<string, unknown> & {
+        id: string;
+      };
+    },
+
+    exchangeCode(code: string, redirectUri: string): Promise<TokenSet> {
+      return tokenRequest({ grant_type: 'authorization_code', code, redirect_uri: redirectUri });
+    },
+
+    refresh(refreshToken: string): Promise<TokenSet> {
+      return tokenRequest({ grant_type: 'refresh_token', refresh_token: refreshToken });
+    },
+  };
+}
+export type OuraClient = ReturnType<typeof createOuraClient>;

@@ -1,0 +1,113 @@
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { TokenCipher } from '../crypto.js';
+import type { UsersRepo } from '../db/users.js';
+import { OuraApiError, type OuraClient, type TokenSet } from './client.js';
+import { sleep } from './limiter.js';
+
+/** The user cannot be served until something changes (reconnect, membership). */
+export class UserUnavailableError extends Error {
+  override name = 'UserUnavailableError';
+  constructor(
+    readonly userId: string,
+    readonly status: string,
+    readonly reason: string | null,
+  ) {
+    super(`user is ${status}${reason ? ` (${reason})` : ''}`);
+  }
+}
+
+const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+
+/**
+ * Gives workers a valid access token for a user and refreshes it when Oura says
+ * it expired. Oura refresh tokens are single-use: refreshes are serialised per
+ * user across every process with a Redis lock, and tokens are re-read after the
+ * lock is taken, so many concurrent 401s cost one refresh.
+ */
+export function createTokenService(deps: {
+  users: UsersRepo;
+  cipher: TokenCipher;
+  oura: OuraClient;
+  redis: Redis;
+  log: Logger;
+  prefix: string;
+}) {
+  const { users, cipher, oura, redis } = deps;
+  const log = deps.log.child({ module: 'tokens' });
+
+  async function current(userId: string): Promise<{ accessToken: string; refreshToken: string; expiresAt: Date | null }> {
+    const user = await users.get(userId);
+    if (!user) throw new UserUnavailableError(userId, 'unknown', null);
+    if (user.status !== 'active' || !user.access_token_enc || !user.refresh_token_enc) {
+      throw new UserUnavailableError(userId, user.status, user.status_reason);
+    }
+    return {
+      accessToken: cipher.decrypt(user.access_token_enc),
+      refreshToken: cipher.decrypt(user.refresh_token_enc),
+      expiresAt: user.token_expires_at,
+    };
+  }
+
+  function stored(t: TokenSet) {
+    return {
+      accessTokenEnc: cipher.encrypt(t.access_token),
+      refreshTokenEnc: cipher.encrypt(t.refresh_token),
+      expiresAt: t.expires_in ? new Date(Date.now() + t.expires_in * 1000) : null,
+      scopes: t.scope ?? null,
+    };
+  }
+
+  /** Refreshes unless another process already replaced `staleAccessToken`. Returns the token to use. */
+  async function refresh(userId: string, staleAccessToken: string): Promise<string> {
+    const lockKey = `${deps.prefix}:lock:refresh:${userId}`;
+    const owner = randomUUID();
+    const deadline = Date.now() + 30_000;
+    while ((await redis.set(lockKey, owner, 'PX', 20_000, 'NX')) !== 'OK') {
+      if (Date.now() > deadline) throw new OuraApiError('token refresh lock wait timed out', 0, true, { code: 'refresh_busy' });
+      await sleep(50 + Math.random() * 50);
+    }
+    try {
+      const now = await current(userId);
+      if (now.accessToken !== staleAccessToken) return now.accessToken;
+      let fresh: TokenSet;
+      try {
+        fresh = await oura.refresh(now.refreshToken);
+      } catch (err) {
+        if (err instanceof OuraApiError && (err.status === 400 || err.status === 401) && !err.retryable) {
+          await users.setStatus(userId, 'reauth_required', `refresh refused: ${err.code}`);
+          log.warn({ userId, code: err.code }, 'refresh token refused; user must reconnect');
+          throw new UserUnavailableError(userId, 'reauth_required', err.code);
+        }
+        throw err;
+      }
+      await users.saveTokens(userId, stored(fresh));
+      log.info({ userId }, 'access token refreshed');
+      return fresh.access_token;
+    } finally {
+      await redis.eval(RELEASE, 1, lockKey, owner);
+    }
+  }
+
+  return {
+    stored,
+    /**
+     * Runs `fn` with the user's access token. A token about to expire is
+     * refreshed first; a 401 refreshes and retries once.
+     */
+    async withToken<T>(userId: string, fn: (accessToken: string) => Promise<T>): Promise<T> {
+      const t = await current(userId);
+      let token = t.accessToken;
+      if (t.expiresAt && t.expiresAt.getTime() - Date.now() < 60_000) token = await refresh(userId, token);
+      try {
+        return await fn(token);
+      } catch (err) {
+        if (!(err instanceof OuraApiError) || err.status !== 401) throw err;
+        const renewed = await refresh(userId, token);
+        return fn(renewed);
+      }
+    },
+  };
+}
+export type TokenService = ReturnType<typeof createTokenService>;

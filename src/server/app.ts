@@ -1,0 +1,83 @@
+import rateLimit from '@fastify/rate-limit';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { Deps } from '../deps.js';
+import { migrationsApplied } from '../db/migrate.js';
+import { AppError, ERROR_STATUS } from './errors.js';
+import { oauthRoutes } from './oauth.js';
+import { webhookRoutes } from './webhook.js';
+
+import { pathOnly } from '../logger.js';
+
+/**
+ * Wires the HTTP API without listening. `main` owns listen and shutdown;
+ * tests call `app.inject` or listen on port 0.
+ */
+export async function buildApp(deps: Deps, opts: { trustProxy?: boolean } = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.log.child({ module: 'api' }) as FastifyServerOptions['loggerInstance'],
+    trustProxy: opts.trustProxy ?? true,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => crypto.randomUUID(),
+  });
+  app.setErrorHandler((err, req, reply) => {
+    let status: number;
+    let code: string;
+    let message: string;
+    if (err instanceof AppError) {
+      ({ status, code, message } = err);
+    } else if ((err as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      status = ERROR_STATUS.payload_too_large;
+      code = 'payload_too_large';
+      message = 'request body is larger than allowed';
+    } else if ((err as { statusCode?: number }).statusCode === 429) {
+      status = 429;
+      code = 'rate_limited';
+      message = 'too many requests; slow down';
+    } else if ((err as { statusCode?: number }).statusCode && (err as { statusCode: number }).statusCode < 500) {
+      status = (err as { statusCode: number }).statusCode;
+      code = status === 415 ? 'unsupported_media_type' : 'bad_request';
+      message = err instanceof Error ? err.message : 'bad request';
+    } else {
+      status = 500;
+      code = 'internal';
+      message = 'internal error';
+      req.log.error({ err }, 'unhandled error');
+    }
+    if (status >= 500) req.log.warn({ code }, 'request failed');
+    void reply.code(status).send({ code, message, request_id: req.id });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send({ code: 'not_found', message: `no route ${req.method} ${pathOnly(req.url)}`, request_id: req.id });
+  });
+
+  await app.register(rateLimit, { global: false, redis: deps.redis, nameSpace: `${deps.prefix}:http-rl:` });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => {
+    const checks = await deps.readiness();
+    const ok = Object.values(checks).every(Boolean);
+    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not_ready', checks });
+  });
+
+  await app.register(webhookRoutes, {
+    clientSecret: deps.config.OURA_CLIENT_SECRET,
+    verificationToken: deps.config.OURA_WEBHOOK_VERIFICATION_TOKEN,
+    maxAgeS: deps.config.WEBHOOK_MAX_AGE_S,
+    events: deps.events,
+    queue: deps.queue,
+  });
+  await app.register(oauthRoutes, {
+    clientId: deps.config.OURA_CLIENT_ID,
+    authorizeUrl: deps.config.OURA_AUTHORIZE_URL,
+    publicBaseUrl: deps.config.PUBLIC_BASE_URL,
+    stateSecret: deps.stateSecret,
+    redis: deps.redis,
+    prefix: deps.prefix,
+    oura: deps.oura,
+    users: deps.users,
+    tokens: deps.tokens,
+  });
+  return app;
+}
+
+export { migrationsApplied };

@@ -1,0 +1,134 @@
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { safeEqual, verifyWebhookSignature } from '../crypto.js';
+import type { EventsRepo } from '../db/events.js';
+import { isDocumentType } from '../oura/registry.js';
+import type { EventQueue } from '../workers/queues.js';
+import { eventJobId } from '../workers/queues.js';
+import { AppError } from './errors.js';
+
+export const WEBHOOK_BODY_LIMIT = 64 * 1024;
+const FUTURE_SKEW_S = 300;
+
+/** What Oura posts. Unknown data types are valid here: they are acknowledged and ignored. */
+export const WebhookBody = z.object({
+  event_type: z.enum(['create', 'update', 'delete']),
+  data_type: z.string().min(1).max(64),
+  object_id: z.string().min(1).max(256),
+  event_time: z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 date-time'),
+  user_id: z.string().min(1).max(256),
+});
+
+export interface WebhookDeps {
+  clientSecret: string;
+  verificationToken: string;
+  maxAgeS: number;
+  events: EventsRepo;
+  queue: EventQueue;
+  /** Bounds how long a delivery may wait on Redis before we answer 503. */
+  queueTimeoutMs?: number;
+  onDelivery?: (outcome: string) => void;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}
+
+function parseTimestamp(raw: string): number | null {
+  if (!/^\d{1,16}$/.test(raw)) return null;
+  const n = Number(raw);
+  // Seconds, as Oura documents; tolerate milliseconds.
+  return n > 1e11 ? Math.floor(n / 1000) : n;
+}
+
+export async function webhookRoutes(app: FastifyInstance, deps: WebhookDeps) {
+  const queueTimeoutMs = deps.queueTimeoutMs ?? 3000;
+  const refuse = (code: Parameters<typeof deps.onDelivery & {}>[0], err: AppError) => {
+    deps.onDelivery?.(`refused_${code}`);
+    return err;
+  };
+
+  // Verification of a subscription: Oura GETs the callback with our token and a challenge.
+  app.get('/webhooks/oura', async (req) => {
+    const q = req.query as Record<string, unknown>;
+    const token = typeof q.verification_token === 'string' ? q.verification_token : '';
+    const challenge = typeof q.challenge === 'string' ? q.challenge : null;
+    if (!token || !safeEqual(token, deps.verificationToken)) {
+      throw new AppError('invalid_verification_token', 'verification_token does not match');
+    }
+    if (challenge === null) throw new AppError('bad_request', 'challenge is required');
+    return { challenge };
+  });
+
+  // The signature covers the raw bytes, so this route parses nothing itself.
+  app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: WEBHOOK_BODY_LIMIT }, (_req, body, done) => {
+      done(null, body);
+    });
+
+    scope.post('/webhooks/oura', { bodyLimit: WEBHOOK_BODY_LIMIT }, async (req, reply) => {
+      const signature = req.headers['x-oura-signature'];
+      const timestampRaw = req.headers['x-oura-timestamp'];
+      if (typeof signature !== 'string' || typeof timestampRaw !== 'string' || !signature || !timestampRaw) {
+        throw refuse('signature', new AppError('missing_signature', 'x-oura-signature and x-oura-timestamp are required'));
+      }
+      const ts = parseTimestamp(timestampRaw.trim());
+      if (ts === null) throw refuse('timestamp', new AppError('invalid_timestamp', 'x-oura-timestamp must be unix seconds'));
+      const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+      if (!verifyWebhookSignature(deps.clientSecret, timestampRaw, raw, signature.trim())) {
+        throw refuse('signature', new AppError('invalid_signature', 'signature does not match'));
+      }
+      const age = Math.floor(Date.now() / 1000) - ts;
+      if (age > deps.maxAgeS || age < -FUTURE_SKEW_S) {
+        throw refuse('timestamp', new AppError('stale_timestamp', `timestamp is outside the accepted window (${deps.maxAgeS} s old, ${FUTURE_SKEW_S} s ahead)`));
+      }
+      let json: unknown;
+      try {
+        json = JSON.parse(raw.toString('utf8'));
+      } catch {
+        throw refuse('body', new AppError('invalid_body', 'body is not valid JSON'));
+      }
+      const parsed = WebhookBody.safeParse(json);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0]!;
+        throw refuse('body', new AppError('invalid_body', `${issue.path.join('.') || 'body'}: ${issue.message}`));
+      }
+      const event = { ...parsed.data, event_time: new Date(parsed.data.event_time).toISOString() };
+
+      let recorded;
+      try {
+        recorded = await deps.events.recordDelivery(event, isDocumentType(event.data_type));
+      } catch (err) {
+        req.log.error({ err: { message: (err as Error).message } }, 'could not record webhook event');
+        throw refuse('unavailable', new AppError('database_unavailable', 'event store unavailable; retry later'));
+      }
+      if (recorded.status === 'queued') {
+        try {
+          await withTimeout(deps.queue.add('fetch', { eventId: recorded.id }, { jobId: eventJobId(recorded.id) }), queueTimeoutMs);
+        } catch (err) {
+          // The event is recorded (the sweeper will queue it), but we only
+          // acknowledge what is queued: Oura retries a 503.
+          req.log.error({ eventId: recorded.id, err: { message: (err as Error).message } }, 'could not queue webhook event');
+          throw refuse('unavailable', new AppError('queue_unavailable', 'queue unavailable; retry later'));
+        }
+      }
+      const outcome = recorded.status === 'ignored' ? 'ignored' : recorded.inserted ? 'accepted' : 'duplicate';
+      deps.onDelivery?.(outcome);
+      req.log.info({ eventId: recorded.id, dataType: event.data_type, outcome }, 'webhook received');
+      return reply.code(200).send({ status: outcome, event_id: recorded.id });
+    });
+  });
+}

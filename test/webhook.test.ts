@@ -1,0 +1,190 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { webhookSignature } from '../src/crypto.js';
+import { createDeps, type Deps } from '../src/deps.js';
+import { buildApp } from '../src/server/app.js';
+import { clearPrefix, createTestDatabase, getServices, TEST_SECRETS, testConfig, uniquePrefix, type TestDatabase } from './helpers/env.js';
+
+function signed(body: string | Buffer, opts: { ts?: number; secret?: string; upper?: boolean } = {}) {
+  const ts = String(opts.ts ?? Math.floor(Date.now() / 1000));
+  let sig = webhookSignature(opts.secret ?? TEST_SECRETS.OURA_CLIENT_SECRET, ts, body);
+  if (opts.upper) sig = sig.toUpperCase();
+  return { 'content-type': 'application/json', 'x-oura-timestamp': ts, 'x-oura-signature': sig };
+}
+
+function event(over: Record<string, unknown> = {}) {
+  return {
+    event_type: 'create',
+    data_type: 'daily_sleep',
+    object_id: `obj-${Math.random().toString(36).slice(2)}`,
+    event_time: new Date().toISOString(),
+    user_id: 'user-known',
+    ...over,
+  };
+}
+
+describe('webhook endpoint', () => {
+  let db: TestDatabase;
+  let deps: Deps;
+  let app: FastifyInstance;
+  let redisUrl: string;
+  const prefix = uniquePrefix('wh');
+
+  before(async () => {
+    db = await createTestDatabase('webhook');
+    redisUrl = (await getServices()).redisUrl;
+    deps = createDeps(testConfig({ DATABASE_URL: db.url, REDIS_URL: redisUrl }), { prefix });
+    app = await buildApp(deps);
+    await deps.users.upsertConnected({
+      id: 'user-known',
+      personalInfo: {},
+      accessTokenEnc: deps.cipher.encrypt('a'),
+      refreshTokenEnc: deps.cipher.encrypt('r'),
+      expiresAt: null,
+      scopes: null,
+    });
+  });
+  after(async () => {
+    await app.close();
+    await deps.close();
+    await clearPrefix(redisUrl, prefix);
+    await db.drop();
+  });
+
+  async function counts() {
+    const { rows } = await deps.pool.query<{ n: string }>('select count(*) as n from oura.webhook_events');
+    const jobs = await deps.queue.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed', 'prioritized');
+    return { events: Number(rows[0]!.n), jobs: Object.values(jobs).reduce((a, b) => a + b, 0) };
+  }
+
+  test('verification GET echoes the challenge only for our token', async () => {
+    const ok = await app.inject({ url: `/webhooks/oura?verification_token=${TEST_SECRETS.OURA_WEBHOOK_VERIFICATION_TOKEN}&challenge=abc123` });
+    assert.equal(ok.statusCode, 200);
+    assert.deepEqual(ok.json(), { challenge: 'abc123' });
+    const bad = await app.inject({ url: '/webhooks/oura?verification_token=nope&challenge=abc123' });
+    assert.equal(bad.statusCode, 401);
+    assert.equal(bad.json().code, 'invalid_verification_token');
+    const missing = await app.inject({ url: '/webhooks/oura?challenge=abc123' });
+    assert.equal(missing.statusCode, 401);
+  });
+
+  test('a signed event is recorded and queued before the 2xx; a retry of it is a duplicate', async () => {
+    const before = await counts();
+    const body = JSON.stringify(event());
+    const res = await app.inject({ method: 'POST', url: '/webhooks/oura', payload: body, headers: signed(body, { upper: true }) });
+    assert.equal(res.statusCode, 200, res.body);
+    assert.equal(res.json().status, 'accepted');
+    const id = res.json().event_id as number;
+    const row = await deps.events.get(id);
+    assert.equal(row?.status, 'queued');
+    assert.ok(await deps.queue.getJob(`evt-${id}`), 'job queued');
+
+    const again = await app.inject({ method: 'POST', url: '/webhooks/oura', payload: body, headers: signed(body) });
+    assert.equal(again.statusCode, 200);
+    assert.equal(again.json().status, 'duplicate');
+    assert.equal(again.json().event_id, id);
+    const after = await counts();
+    assert.equal(after.events, before.events + 1);
+    assert.equal(after.jobs, before.jobs + 1);
+    assert.equal((await deps.events.get(id))?.deliveries, 2);
+  });
+
+  test('unknown users and data types we do not fetch are acknowledged and recorded as ignored', async () => {
+    for (const [over, outcome] of [
+      [{ user_id: 'user-nobody' }, 'unknown_user'],
+      [{ data_type: 'meal' }, 'unsupported_data_type'],
+      [{ data_type: 'some_future_type' }, 'unsupported_data_type'],
+    ] as const) {
+      const before = await counts();
+      const body = JSON.stringify(event(over));
+      const res = await app.inject({ method: 'POST', url: '/webhooks/oura', payload: body, headers: signed(body) });
+      assert.equal(res.statusCode, 200, res.body);
+      assert.equal(res.json().status, 'ignored');
+      const row = await deps.events.get(res.json().event_id);
+      assert.equal(row?.status, 'ignored');
+      assert.equal(row?.outcome, outcome);
+      const after = await counts();
+      assert.equal(after.jobs, before.jobs, 'nothing queued');
+    }
+  });
+
+  test('bad signature, stale timestamp, malformed body and oversized body are refused and leave no trace', async () => {
+    const before = await counts();
+    const body = JSON.stringify(event());
+    const cases: Array<{ name: string; payload: string | Buffer; headers: Record<string, string>; status: number; code: string }> = [
+      { name: 'wrong secret', payload: body, headers: signed(body, { secret: 'other' }), status: 401, code: 'invalid_signature' },
+      { name: 'tampered body', payload: body.replace('create', 'delete'), headers: signed(body), status: 401, code: 'invalid_signature' },
+      { name: 'no signature', payload: body, headers: { 'content-type': 'application/json' }, status: 401, code: 'missing_signature' },
+      { name: 'stale', payload: body, headers: signed(body, { ts: Math.floor(Date.now() / 1000) - 7201 }), status: 401, code: 'stale_timestamp' },
+      { name: 'future', payload: body, headers: signed(body, { ts: Math.floor(Date.now() / 1000) + 600 }), status: 401, code: 'stale_timestamp' },
+      { name: 'not json', payload: '{"event_type":', headers: signed('{"event_type":'), status: 400, code: 'invalid_body' },
+      ...(() => {
+        const b = JSON.stringify({ ...event(), event_type: 'explode' });
+        return [{ name: 'bad event_type', payload: b, headers: signed(b), status: 400, code: 'invalid_body' }];
+      })(),
+      ...(() => {
+        const b = JSON.stringify({ ...event(), object_id: undefined });
+        return [{ name: 'missing object_id', payload: b, headers: signed(b), status: 400, code: 'invalid_body' }];
+      })(),
+      ...(() => {
+        const b = JSON.stringify({ ...event(), pad: 'x'.repeat(70 * 1024) });
+        return [{ name: 'oversized', payload: b, headers: signed(b), status: 413, code: 'payload_too_large' }];
+      })(),
+    ];
+    for (const c of cases) {
+      const res = await app.inject({ method: 'POST', url: '/webhooks/oura', payload: c.payload, headers: c.headers });
+      assert.equal(res.statusCode, c.status, `${c.name}: ${res.body}`);
+      assert.equal(res.headers['content-type']?.toString().startsWith('application/json'), true, c.name);
+      assert.equal(res.json().code, c.code, c.name);
+      assert.equal(typeof res.json().message, 'string', c.name);
+    }
+    assert.deepEqual(await counts(), before);
+  });
+});
+
+describe('webhook endpoint with a store down', () => {
+  test('Redis unreachable → 503, never a 2xx', async () => {
+    const db = await createTestDatabase('webhook_redis_down');
+    const deps = createDeps(testConfig({ DATABASE_URL: db.url, REDIS_URL: 'redis://127.0.0.1:1' }), { prefix: uniquePrefix('down') });
+    const app = await buildApp(deps);
+    try {
+      await deps.users.upsertConnected({
+        id: 'user-known',
+        personalInfo: {},
+        accessTokenEnc: deps.cipher.encrypt('a'),
+        refreshTokenEnc: deps.cipher.encrypt('r'),
+        expiresAt: null,
+        scopes: null,
+      });
+      const body = JSON.stringify(event());
+      const res = await app.inject({ method: 'POST', url: '/webhooks/oura', payload: body, headers: signed(body) });
+      assert.equal(res.statusCode, 503, res.body);
+      assert.equal(res.json().code, 'queue_unavailable');
+      const ready = await app.inject({ url: '/readyz' });
+      assert.equal(ready.statusCode, 503);
+    } finally {
+      await app.close();
+      await deps.close();
+      await db.drop();
+    }
+  });
+
+  test('Postgres unreachable → 503', async () => {
+    const { redisUrl } = await getServices();
+    const prefix = uniquePrefix('pgdown');
+    const deps = createDeps(testConfig({ DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none', REDIS_URL: redisUrl }), { prefix });
+    const app = await buildApp(deps);
+    try {
+      const body = JSON.stringify(event());
+      const res = await app.inject({ method: 'POST', url: '/webhooks/oura', payload: body, headers: signed(body) });
+      assert.equal(res.statusCode, 503, res.body);
+      assert.equal(res.json().code, 'database_unavailable');
+      assert.equal((await deps.queue.getJobCounts('waiting')).waiting, 0);
+    } finally {
+      await app.close();
+      await deps.close();
+      await clearPrefix(redisUrl, prefix);
+    }
+  });
+});
