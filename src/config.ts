@@ -44,6 +44,11 @@ export const Config = z
     HOST: z.string().min(1).default('0.0.0.0'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     WORKER_CONCURRENCY: int(1, 1000).default(16),
+    /** Namespace of every Redis key (queues, limiter, locks): lets deployments share one Redis. */
+    REDIS_KEY_PREFIX: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected 1-64 letters, digits, dots, dashes or underscores')
+      .default('oura-ingest'),
   })
   .transform((c) => ({
     ...c,

@@ -28,7 +28,7 @@ export interface DepsOptions {
  */
 export function createDeps(config: Config, opts: DepsOptions = {}) {
   const log = opts.log ?? createLogger(config.LOG_LEVEL);
-  const prefix = opts.prefix ?? 'oura-ingest';
+  const prefix = opts.prefix ?? config.REDIS_KEY_PREFIX;
   const closers: Array<() => Promise<unknown>> = [];
 
   const pool = createPool({ url: config.DATABASE_URL, max: opts.dbPoolSize ?? 10 });

@@ -1,0 +1,28 @@
+# syntax=docker/dockerfile:1
+# Multi-stage: compile with dev dependencies, ship only production ones, run as non-root.
+
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build
+
+FROM node:20-bookworm-slim AS prod-deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
+
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=prod-deps /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY migrations ./migrations
+COPY package.json ./
+USER node
+EXPOSE 8080
+# `api`, `worker` or `all`; `node dist/db/migrate-cli.js` migrates; `node dist/sim/main.js` runs the simulator.
+ENTRYPOINT ["node", "dist/main.js"]
+CMD ["all"]

@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
+import { Config, loadConfig } from '../src/config.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const compose = parse(readFileSync(path.join(root, 'docker-compose.yml'), 'utf8')) as {
+  services: Record<string, { environment?: Record<string, string>; profiles?: string[]; command?: string[] }>;
+};
+
+/** Compose's `${VAR:-default}` / `${VAR}` interpolation, against an empty environment. */
+function interpolate(value: unknown, env: Record<string, string> = {}): string {
+  return String(value).replace(/\$\{([A-Z0-9_]+)(?::?-([^}]*))?\}/g, (_, name: string, def?: string) => env[name] || (def ?? ''));
+}
+
+function serviceEnv(name: string, env: Record<string, string> = {}): Record<string, string> {
+  const raw = compose.services[name]?.environment ?? {};
+  return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, interpolate(v, env)]));
+}
+
+/** Variables the service cannot start without (no default in the schema). */
+const REQUIRED = Object.entries(Config.in.shape)
+  .filter(([, schema]) => !schema.safeParse(undefined).success)
+  .map(([k]) => k);
+
+test('compose gives api and worker every required variable, valid as the service parses it', () => {
+  assert.ok(REQUIRED.includes('DATABASE_URL') && REQUIRED.includes('TOKEN_ENCRYPTION_KEY'));
+  for (const name of ['api', 'worker']) {
+    const env = serviceEnv(name);
+    for (const key of REQUIRED) assert.ok(env[key], `${name} lacks ${key}`);
+    const config = loadConfig(env);
+    assert.equal(config.OURA_API_BASE_URL, 'http://sim:8090', `${name} talks to the simulator by default`);
+  }
+  assert.deepEqual(compose.services.api?.command, ['api']);
+  assert.deepEqual(compose.services.worker?.command, ['worker']);
+});
+
+test('values set in the environment reach the services', () => {
+  const env = serviceEnv('api', { OURA_API_BASE_URL: 'https://api.ouraring.com', OURA_CLIENT_ID: 'real-id' });
+  const config = loadConfig(env);
+  assert.equal(config.OURA_API_BASE_URL, 'https://api.ouraring.com');
+  assert.equal(config.OURA_CLIENT_ID, 'real-id');
+});
+
+test('the simulator runs under the sim profile with the same client credentials', () => {
+  const sim = compose.services.sim!;
+  assert.deepEqual(sim.profiles, ['sim']);
+  assert.equal(serviceEnv('sim').OURA_CLIENT_SECRET, serviceEnv('api').OURA_CLIENT_SECRET);
+});
+
+test('the image is multi-stage, production dependencies only, non-root', () => {
+  const dockerfile = readFileSync(path.join(root, 'Dockerfile'), 'utf8');
+  assert.ok((dockerfile.match(/^FROM /gm) ?? []).length >= 2);
+  assert.match(dockerfile, /npm ci --omit=dev/);
+  assert.match(dockerfile, /^USER node$/m);
+});

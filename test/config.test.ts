@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, loadConfig } from '../src/config.js';
+import { TEST_SECRETS } from './helpers/env.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const valid = {
+  ...TEST_SECRETS,
+  DATABASE_URL: 'postgres://localhost/x',
+  REDIS_URL: 'redis://localhost:6379',
+  PUBLIC_BASE_URL: 'https://ingest.example.com/',
+};
+
+function errorFor(env: Record<string, string | undefined>): string {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError);
+    return err.message;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+test('defaults follow the documented values, token URL derives from the API base', () => {
+  const c = loadConfig({ ...valid, OURA_API_BASE_URL: 'http://sim:8090/' });
+  assert.deepEqual(c.OURA_APP_RATE_LIMIT, { limit: 5000, windowS: 300 });
+  assert.equal(c.WEBHOOK_MAX_AGE_S, 7200);
+  assert.equal(c.PORT, 8080);
+  assert.equal(c.HOST, '0.0.0.0');
+  assert.equal(c.OURA_TOKEN_URL, 'http://sim:8090/oauth/token');
+  assert.equal(c.OURA_AUTHORIZE_URL, 'https://cloud.ouraring.com/oauth/authorize');
+  assert.equal(c.PUBLIC_BASE_URL, 'https://ingest.example.com');
+  const d = loadConfig(valid);
+  assert.equal(d.OURA_API_BASE_URL, 'https://api.ouraring.com');
+  assert.equal(d.OURA_TOKEN_URL, 'https://api.ouraring.com/oauth/token');
+  assert.equal(loadConfig({ ...valid, OURA_TOKEN_URL: 'https://x.example/token' }).OURA_TOKEN_URL, 'https://x.example/token');
+  assert.deepEqual(loadConfig({ ...valid, OURA_APP_RATE_LIMIT: '20/5' }).OURA_APP_RATE_LIMIT, { limit: 20, windowS: 5 });
+});
+
+test('a missing or malformed value names the variable in one line', () => {
+  const cases: Array<[Record<string, string | undefined>, RegExp]> = [
+    [{ ...valid, DATABASE_URL: undefined }, /^config: DATABASE_URL is required but not set$/],
+    [{ ...valid, OURA_CLIENT_SECRET: '' }, /^config: OURA_CLIENT_SECRET is required/],
+    [{ ...valid, OURA_APP_RATE_LIMIT: 'lots' }, /^config: OURA_APP_RATE_LIMIT expected N\/W/],
+    [{ ...valid, OURA_APP_RATE_LIMIT: '0/5' }, /^config: OURA_APP_RATE_LIMIT N and W must both be at least 1/],
+    [{ ...valid, TOKEN_ENCRYPTION_KEY: Buffer.alloc(16).toString('base64') }, /^config: TOKEN_ENCRYPTION_KEY expected 32 bytes/],
+    [{ ...valid, PORT: 'eighty' }, /^config: PORT /],
+    [{ ...valid, PUBLIC_BASE_URL: 'not a url' }, /^config: PUBLIC_BASE_URL expected an absolute URL/],
+    [{ ...valid, LOG_LEVEL: 'loud' }, /^config: LOG_LEVEL /],
+    [{ ...valid, WEBHOOK_MAX_AGE_S: '-1' }, /^config: WEBHOOK_MAX_AGE_S /],
+  ];
+  for (const [env, re] of cases) {
+    const msg = errorFor(env);
+    assert.match(msg, re);
+    assert.equal(msg.includes('\n'), false);
+  }
+});
+
+test('start-up with a bad value exits non-zero with one line naming the variable', () => {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/main.ts', 'api'], {
+    cwd: root,
+    env: { PATH: process.env.PATH, ...valid, TOKEN_ENCRYPTION_KEY: 'short' },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  assert.equal(r.status, 2);
+  assert.equal(r.stderr.trim().split('\n').length, 1);
+  assert.match(r.stderr, /TOKEN_ENCRYPTION_KEY/);
+  assert.equal(r.stderr.includes(TEST_SECRETS.OURA_CLIENT_SECRET), false);
+});
