@@ -87,8 +87,13 @@ export interface Permit {
   waitedMs: number;
 }
 
-function tierArgs(r: RateLimit, marginMs: number): number[] {
-  const window = r.windowS * 1000 + marginMs;
+/** Default safety margin: 5% of the window, between 250 ms and 1 s. */
+function defaultMargin(r: RateLimit): number {
+  return Math.min(1000, Math.max(250, r.windowS * 50));
+}
+
+function tierArgs(r: RateLimit, marginMs: number | undefined): number[] {
+  const window = r.windowS * 1000 + (marginMs ?? defaultMargin(r));
   return [r.limit, window, Math.floor(window / r.limit)];
 }
 
@@ -98,7 +103,7 @@ export function tokenKey(accessToken: string): string {
 
 export function createLimiter(redis: Redis, opts: LimiterOptions) {
   const prefix = `${opts.prefix ?? 'oura-ingest'}:{limiter}`;
-  const marginMs = opts.marginMs ?? 1000;
+  const marginMs = opts.marginMs;
   const maxAheadMs = opts.maxAheadMs ?? 2000;
   const appLog = `${prefix}:app:log`;
   const appPause = `${prefix}:app:pause`;
@@ -112,7 +117,6 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
       const tl = opts.token ?? { limit: 1_000_000, windowS: 1 };
       args[2] = 2;
       args.push(...tierArgs(tl, opts.token ? marginMs : 0));
-      if (!opts.token) args[args.length - 1] = 0;
     }
     const [granted, delay] = (await redis.eval(SCRIPT, keys.length, ...keys, ...args)) as [number, number];
     return { granted: granted === 1, delayMs: Math.max(0, delay) };

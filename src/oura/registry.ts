@@ -80,7 +80,7 @@ function buildDocumentType(name: DocumentType): DocumentTypeInfo {
     fields: Object.keys(shape.properties),
     dayFields,
     dateTimeFields: fieldsOf(shape, (s) => s.kind === 'string' && (s.format === 'datetime' || s.format === 'localdatetime')),
-    dateField: entry.acceptsDates ? (dayFields[0] ?? null) : null,
+    dateField: entry.acceptsDates ? (['day', 'start_day'].find((f) => dayFields.includes(f)) ?? dayFields[0] ?? null) : null,
     webhook: entry.webhook,
     schema: lenientSchema(shape, ['id']) as DocumentTypeInfo['schema'],
   };

@@ -72,7 +72,7 @@ export async function buildApp(deps: Deps, opts: { trustProxy?: boolean } = {}):
     publicBaseUrl: deps.config.PUBLIC_BASE_URL,
     stateSecret: deps.stateSecret,
     redis: deps.redis,
-    prefix: deps.prefix,
+    keyPrefix: deps.prefix,
     oura: deps.oura,
     users: deps.users,
     tokens: deps.tokens,

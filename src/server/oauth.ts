@@ -16,7 +16,7 @@ export interface OAuthDeps {
   publicBaseUrl: string;
   stateSecret: string;
   redis: Redis;
-  prefix: string;
+  keyPrefix: string;
   oura: OuraClient;
   users: UsersRepo;
   tokens: TokenService;
@@ -31,7 +31,7 @@ export interface OAuthDeps {
 export async function oauthRoutes(app: FastifyInstance, deps: OAuthDeps) {
   const signer = createSigner(deps.stateSecret);
   const redirectUri = `${deps.publicBaseUrl}/oauth/callback`;
-  const nonceKey = (n: string) => `${deps.prefix}:oauth:state:${n}`;
+  const nonceKey = (n: string) => `${deps.keyPrefix}:oauth:state:${n}`;
   const rateLimit = { max: 60, timeWindow: '1 minute' };
 
   app.get('/oauth/start', { config: { rateLimit } }, async (_req, reply) => {

@@ -1,0 +1,180 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance } from 'fastify';
+import { createDeps, type Deps } from '../../src/deps.js';
+import { buildApp } from '../../src/server/app.js';
+import { startSimulator, type SimOptions } from '../../src/sim/index.js';
+import { startWorkers } from '../../src/workers/index.js';
+import { clearPrefix, createTestDatabase, getServices, TEST_SECRETS, testConfig, uniquePrefix, type TestDatabase } from './env.js';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export async function eventually<T>(
+  what: string,
+  fn: () => Promise<T | null | undefined | false>,
+  { timeoutMs = 15_000, intervalMs = 50 } = {},
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+export interface Stack {
+  sim: Awaited<ReturnType<typeof startSimulator>>;
+  db: TestDatabase;
+  deps: Deps;
+  app: FastifyInstance;
+  apiUrl: string;
+  prefix: string;
+  env: Record<string, string>;
+  /** Runs a sim control or Oura route and returns the parsed JSON. */
+  simJson: (method: string, route: string, body?: unknown) => Promise<any>;
+  /** Connects a new simulated user through /oauth/start → sim authorize → /oauth/callback. */
+  connectUser: (simUser?: string) => Promise<string>;
+  /** Creates one subscription per (event_type, data_type) at the simulator, verified against our API. */
+  subscribeAll: (dataTypes: readonly string[]) => Promise<void>;
+  /** Spawns `src/main.ts <mode>` as its own process with the stack's environment. */
+  spawnProcess: (mode: 'api' | 'worker' | 'all', extraEnv?: Record<string, string>) => ChildProcess;
+  close: () => Promise<void>;
+}
+
+export async function startStack(
+  opts: { sim?: Partial<SimOptions>; env?: Record<string, string>; inProcessWorker?: boolean; label?: string } = {},
+): Promise<Stack> {
+  const { redisUrl } = await getServices();
+  const sim = await startSimulator({
+    clientId: TEST_SECRETS.OURA_CLIENT_ID,
+    clientSecret: TEST_SECRETS.OURA_CLIENT_SECRET,
+    port: 0,
+    host: '127.0.0.1',
+    ...opts.sim,
+  });
+  const db = await createTestDatabase(opts.label ?? 'stack');
+  const prefix = uniquePrefix(opts.label ?? 'stack');
+  const port = await freePort();
+  const apiUrl = `http://127.0.0.1:${port}`;
+  const env: Record<string, string> = {
+    ...TEST_SECRETS,
+    DATABASE_URL: db.url,
+    REDIS_URL: redisUrl,
+    OURA_API_BASE_URL: sim.url,
+    OURA_AUTHORIZE_URL: `${sim.url}/oauth/authorize`,
+    PUBLIC_BASE_URL: apiUrl,
+    REDIS_KEY_PREFIX: prefix,
+    ...opts.env,
+  };
+  const deps = createDeps(testConfig(env), { prefix });
+  const app = await buildApp(deps);
+  await app.listen({ port, host: '127.0.0.1' });
+  const workers = opts.inProcessWorker === false ? null : startWorkers(deps);
+  const children: ChildProcess[] = [];
+
+  async function simJson(method: string, route: string, body?: unknown) {
+    const res = await fetch(`${sim.url}${route}`, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    if (res.status >= 400) throw new Error(`sim ${method} ${route} → ${res.status}: ${text}`);
+    return text ? JSON.parse(text) : null;
+  }
+
+  async function connectUser(simUser?: string): Promise<string> {
+    const start = await fetch(`${apiUrl}/oauth/start`, { redirect: 'manual' });
+    if (start.status !== 302) throw new Error(`/oauth/start → ${start.status}`);
+    const authorize = new URL(start.headers.get('location')!);
+    if (simUser) authorize.searchParams.set('sim_user', simUser);
+    const consent = await fetch(authorize, { redirect: 'manual' });
+    if (consent.status !== 302) throw new Error(`authorize → ${consent.status}: ${await consent.text()}`);
+    const callback = await fetch(consent.headers.get('location')!, { redirect: 'manual' });
+    const body = (await callback.json()) as { user_id?: string };
+    if (callback.status !== 200 || !body.user_id) throw new Error(`/oauth/callback → ${callback.status}: ${JSON.stringify(body)}`);
+    return body.user_id;
+  }
+
+  async function subscribeAll(dataTypes: readonly string[]) {
+    for (const data_type of dataTypes) {
+      for (const event_type of ['create', 'update', 'delete']) {
+        const res = await fetch(`${sim.url}/v2/webhook/subscription`, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            'x-client-id': TEST_SECRETS.OURA_CLIENT_ID,
+            'x-client-secret': TEST_SECRETS.OURA_CLIENT_SECRET,
+          },
+          body: JSON.stringify({
+            callback_url: `${apiUrl}/webhooks/oura`,
+            verification_token: TEST_SECRETS.OURA_WEBHOOK_VERIFICATION_TOKEN,
+            event_type,
+            data_type,
+          }),
+        });
+        if (res.status !== 201) throw new Error(`subscription ${event_type}/${data_type} → ${res.status}: ${await res.text()}`);
+      }
+    }
+  }
+
+  function spawnProcess(mode: 'api' | 'worker' | 'all', extraEnv: Record<string, string> = {}): ChildProcess {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/main.ts'), mode], {
+      cwd: repoRoot,
+      env: { PATH: process.env.PATH ?? '', ...env, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn', ...extraEnv },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout?.resume();
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-4000);
+    });
+    child.on('exit', (code, signal) => {
+      if (code && code !== 0) process.stderr.write(`[${mode} process exited ${code} ${signal ?? ''}] ${stderr}\n`);
+    });
+    children.push(child);
+    return child;
+  }
+
+  return {
+    sim,
+    db,
+    deps,
+    app,
+    apiUrl,
+    prefix,
+    env,
+    simJson,
+    connectUser,
+    subscribeAll,
+    spawnProcess,
+    close: async () => {
+      for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+      await workers?.close();
+      await app.close();
+      await deps.close();
+      await sim.close();
+      await clearPrefix(redisUrl, prefix);
+      await db.drop();
+    },
+  };
+}
