@@ -12,6 +12,7 @@ import { createLogger } from './logger.js';
 import { createOuraClient } from './oura/client.js';
 import { createLimiter } from './oura/limiter.js';
 import { createTokenService } from './oura/tokens.js';
+import { createMaintenanceQueue } from './workers/maintenance.js';
 import { createEventQueue } from './workers/queues.js';
 
 export interface DepsOptions {
@@ -61,6 +62,9 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
   const queue = createEventQueue(queueRedis, prefix);
   queue.on('error', () => {});
   closers.push(() => queue.close());
+  const maintenanceQueue = createMaintenanceQueue(queueRedis, prefix);
+  maintenanceQueue.on('error', () => {});
+  closers.push(() => maintenanceQueue.close());
 
   /** A separate connection for each BullMQ worker (blocking commands). */
   function workerConnection(): Redis {
@@ -96,6 +100,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
     oura,
     tokens,
     queue,
+    maintenanceQueue,
     workerConnection,
     readiness,
     /** Key for signing OAuth state, derived so it differs from the encryption key itself. */

@@ -63,7 +63,8 @@ function headerNumber(h: Headers, name: string): number | null {
   return Number.isFinite(n) ? n : null;
 }
 
-function classify(status: number, headers: Headers, body: string, what: string): OuraApiError {
+/** Turns a non-2xx answer into one classified OuraApiError. */
+export function classifyResponse(status: number, headers: Headers, body: string, what: string): OuraApiError {
   let code = `http_${status}`;
   let detail = '';
   try {
@@ -156,7 +157,7 @@ export function createOuraClient(opts: OuraClientOptions) {
       ms: Date.now() - started,
     });
     if (res.status >= 300) {
-      const err = classify(res.status, res.headers, body, route);
+      const err = classifyResponse(res.status, res.headers, body, route);
       if (res.status === 429) {
         log.warn({ route, tier: err.tier, retryAfterMs: err.retryAfterMs }, 'oura rate limit hit');
         await opts.limiter.pause(err.tier ?? 'application', err.retryAfterMs ?? 1000, accessToken);
@@ -268,6 +269,44 @@ export function createOuraClient(opts: OuraClientOptions) {
 
     refresh(refreshToken: string): Promise<TokenSet> {
       return tokenRequest({ grant_type: 'refresh_token', refresh_token: refreshToken });
+    },
+
+    /** Revokes an access token at Oura (and with it the grant). */
+    async revoke(accessToken: string): Promise<void> {
+      const url = new URL('/oauth/revoke', opts.tokenUrl);
+      url.searchParams.set('access_token', accessToken);
+      await send('oauth/revoke', url.toString(), { method: 'POST' }, null);
+    },
+
+    /**
+     * Sends one request on behalf of the application (client credentials in
+     * x-client-id / x-client-secret headers), e.g. the webhook subscription routes.
+     */
+    async appRequest(route: string, method: string, pathAndQuery: string, body?: unknown): Promise<{ status: number; json: unknown }> {
+      const res = await send(
+        route,
+        `${opts.apiBaseUrl}${pathAndQuery}`,
+        {
+          method,
+          headers: {
+            'x-client-id': opts.clientId,
+            'x-client-secret': opts.clientSecret,
+            accept: 'application/json',
+            ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          },
+          body: body === undefined ? undefined : JSON.stringify(body),
+        },
+        null,
+      );
+      let json: unknown = null;
+      if (res.body) {
+        try {
+          json = JSON.parse(res.body);
+        } catch {
+          throw new OuraApiError(`${route}: Oura sent a body that is not JSON`, 502, true, { code: 'bad_response' });
+        }
+      }
+      return { status: res.status, json };
     },
   };
 }

@@ -1,5 +1,6 @@
 import type { Deps } from '../deps.js';
 import { createEventWorker } from './event-worker.js';
+import { createMaintenanceWorker, maintenanceTasks, scheduleMaintenance } from './maintenance.js';
 
 /** Starts every worker of this process; returns a function that drains and stops them. */
 export function startWorkers(deps: Deps) {
@@ -8,12 +9,19 @@ export function startWorkers(deps: Deps) {
     workerConnection: deps.workerConnection(),
     concurrency: deps.config.WORKER_CONCURRENCY,
   });
+  const tasks = maintenanceTasks(deps);
+  const maintenanceWorker = createMaintenanceWorker(deps, tasks, deps.workerConnection());
   void eventWorker.run();
+  void maintenanceWorker.run();
+  void scheduleMaintenance(deps.maintenanceQueue, tasks).catch((err: Error) =>
+    deps.log.error({ err: { message: err.message } }, 'could not schedule maintenance tasks'),
+  );
+  const workers = [eventWorker, maintenanceWorker];
   return {
-    workers: [eventWorker],
+    workers,
     /** Stops taking jobs and waits for those in flight. */
     async close(): Promise<void> {
-      await eventWorker.close();
+      await Promise.all(workers.map((w) => w.close()));
     },
   };
 }

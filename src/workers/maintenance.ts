@@ -1,0 +1,56 @@
+import { Queue, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Deps } from '../deps.js';
+
+/** Queue of repeatable housekeeping jobs (sweeper, reconciliation, subscription renewal). */
+export const MAINTENANCE_QUEUE = 'oura-maintenance';
+
+export interface MaintenanceTask {
+  /** Job name and scheduler id. */
+  name: string;
+  /** How often it runs, in milliseconds. */
+  everyMs: number;
+  run: (deps: Deps, log: Deps['log']) => Promise<unknown>;
+}
+
+/**
+ * Every repeatable task of the service. Each runs on one worker at a time
+ * (BullMQ job schedulers create one job per period, whatever the number of
+ * worker processes).
+ */
+export function maintenanceTasks(_deps: Deps): MaintenanceTask[] {
+  return [];
+}
+
+export function createMaintenanceQueue(connection: Redis, prefix: string) {
+  return new Queue(MAINTENANCE_QUEUE, {
+    connection,
+    prefix,
+    defaultJobOptions: { removeOnComplete: { count: 100 }, removeOnFail: { count: 500 }, attempts: 1 },
+  });
+}
+
+/** Registers (or updates) every task's schedule. Idempotent: safe from every process at start-up. */
+export async function scheduleMaintenance(queue: Queue, tasks: MaintenanceTask[]): Promise<void> {
+  for (const t of tasks) await queue.upsertJobScheduler(t.name, { every: t.everyMs }, { name: t.name, data: {} });
+}
+
+export function createMaintenanceWorker(deps: Deps, tasks: MaintenanceTask[], connection: Redis) {
+  const byName = new Map(tasks.map((t) => [t.name, t]));
+  const log = deps.log.child({ module: 'maintenance' });
+  const worker = new Worker(
+    MAINTENANCE_QUEUE,
+    async (job) => {
+      const task = byName.get(job.name);
+      if (!task) return 'unknown task';
+      const started = Date.now();
+      const result = await task.run(deps, log.child({ task: task.name, jobId: job.id }));
+      log.debug({ task: task.name, ms: Date.now() - started }, 'maintenance task done');
+      return result;
+    },
+    { connection, prefix: deps.prefix, concurrency: 2, autorun: false },
+  );
+  worker.on('failed', (job, err) => log.warn({ task: job?.name, err: { message: err.message } }, 'maintenance task failed'));
+  worker.on('error', (err) => log.error({ err: { message: err.message } }, 'maintenance worker error'));
+  return worker;
+}
