@@ -39,11 +39,25 @@ export const Config = z
     TOKEN_ENCRYPTION_KEY: base64Key,
     ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters'),
     OURA_APP_RATE_LIMIT: rateLimit.default({ limit: 5000, windowS: 300 }),
+    /** Oura's per-access-token limit, when known (`N/W`); unset: only pauses Oura announces apply per token. */
+    OURA_USER_RATE_LIMIT: rateLimit.optional(),
     WEBHOOK_MAX_AGE_S: int(1, 7 * 24 * 3600).default(7200),
     PORT: int(0, 65535).default(8080),
     HOST: z.string().min(1).default('0.0.0.0'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     WORKER_CONCURRENCY: int(1, 1000).default(16),
+    /** How long a worker may hold a job before BullMQ treats it as stalled (crashed worker) and re-runs it. */
+    JOB_LOCK_MS: int(1000, 600_000).default(30_000),
+    /** Recorded events still not done after this long are queued again (e.g. Redis lost its data). */
+    SWEEP_GRACE_S: int(1, 86_400).default(120),
+    /** History loaded when a user connects. */
+    BACKFILL_DAYS: int(1, 3650).default(90),
+    /** Days re-synced by each reconciliation of a user. */
+    RECONCILE_DAYS: int(1, 365).default(3),
+    /** Every active user is reconciled once per interval, spread over it. */
+    RECONCILE_INTERVAL_S: int(60, 30 * 86_400).default(21_600),
+    /** No webhook for this long while users are active → warning and metric. */
+    SILENCE_ALERT_S: int(60, 30 * 86_400).default(86_400),
     /** Namespace of every Redis key (queues, limiter, locks): lets deployments share one Redis. */
     REDIS_KEY_PREFIX: z
       .string()

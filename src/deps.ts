@@ -3,13 +3,16 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { createTokenCipher } from './crypto.js';
+import { createAdminRepo } from './db/admin.js';
 import { createDocumentsRepo } from './db/documents.js';
 import { createEventsRepo } from './db/events.js';
 import { createDb, createPool } from './db/index.js';
 import { migrationsApplied } from './db/migrate.js';
 import { createUsersRepo } from './db/users.js';
 import { createLogger } from './logger.js';
+import { createMetrics } from './metrics.js';
 import { createOuraClient } from './oura/client.js';
+import { createSubscriptionsClient } from './oura/subscriptions.js';
 import { createLimiter } from './oura/limiter.js';
 import { createTokenService } from './oura/tokens.js';
 import { createMaintenanceQueue } from './workers/maintenance.js';
@@ -49,7 +52,9 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
   const users = createUsersRepo(db);
   const events = createEventsRepo(db);
   const documents = createDocumentsRepo(db);
-  const limiter = createLimiter(redis, { app: config.OURA_APP_RATE_LIMIT, prefix });
+  const admin = createAdminRepo(db);
+  const metrics = createMetrics();
+  const limiter = createLimiter(redis, { app: config.OURA_APP_RATE_LIMIT, token: config.OURA_USER_RATE_LIMIT ?? null, prefix });
   const oura = createOuraClient({
     apiBaseUrl: config.OURA_API_BASE_URL,
     tokenUrl: config.OURA_TOKEN_URL,
@@ -57,8 +62,14 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
     clientSecret: config.OURA_CLIENT_SECRET,
     limiter,
     log,
+    onResponse: ({ route, status, tier }) => {
+      metrics.ouraRequests.inc({ route, status: String(status), tier: tier ?? '' });
+      if (status === 429) metrics.rateLimited.inc({ tier: tier ?? 'application' });
+    },
+    onPermit: ({ waitedMs, priority }) => metrics.limiterWait.observe({ priority }, waitedMs / 1000),
   });
-  const tokens = createTokenService({ users, cipher, oura, redis, log, prefix });
+  const tokens = createTokenService({ users, cipher, oura, redis, log, prefix, metrics });
+  const subscriptions = createSubscriptionsClient(oura);
   const queue = createEventQueue(queueRedis, prefix);
   queue.on('error', () => {});
   closers.push(() => queue.close());
@@ -96,8 +107,11 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
     users,
     events,
     documents,
+    admin,
+    metrics,
     limiter,
     oura,
+    subscriptions,
     tokens,
     queue,
     maintenanceQueue,

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
+import { DOCUMENT_TYPES } from '../src/oura/registry.js';
 import { eventually, startStack, type Stack } from './helpers/stack.js';
 
 const LIMIT = 20;
@@ -35,12 +36,16 @@ describe('app-wide rate limit shared by two worker processes', () => {
   });
 
   test('never more than N requests in any rolling W seconds, and no 429', async () => {
-    await stack.subscribeAll(['daily_activity', 'workout']);
-    const userId = await stack.connectUser();
+    await stack.subscribeAll(DOCUMENT_TYPES);
+    // Distinct (user, type) pairs: events of one pair would share fetches, and this test wants many requests.
+    const users = [await stack.connectUser(), await stack.connectUser(), await stack.connectUser(), await stack.connectUser()];
     const workers = [stack.spawnProcess('worker'), stack.spawnProcess('worker')];
-    const EVENTS = 50;
-    for (let i = 0; i < EVENTS; i++) {
-      await stack.simJson('POST', `/_sim/users/${userId}/documents/${i % 2 ? 'workout' : 'daily_activity'}`, { notify: true });
+    let EVENTS = 0;
+    for (const type of DOCUMENT_TYPES) {
+      for (const userId of users) {
+        await stack.simJson('POST', `/_sim/users/${userId}/documents/${type}`, { notify: true });
+        EVENTS++;
+      }
     }
     await eventually(
       'all documents stored',

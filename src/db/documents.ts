@@ -1,4 +1,4 @@
-import { and, eq, sql } from 'drizzle-orm';
+import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { PgColumn } from 'drizzle-orm/pg-core';
 import { documentTypes, type DocumentType } from '../oura/registry.js';
 import type { Db } from './index.js';
@@ -31,7 +31,9 @@ export function createDocumentsRepo(db: Db) {
     async upsert(type: DocumentType, userId: string, docs: Array<Record<string, unknown>>): Promise<number> {
       if (docs.length === 0) return 0;
       const table = documentTables[type];
-      const rows = docs.map((d) => toRow(type, userId, d));
+      // One row per id (the last wins): Postgres refuses to update a row twice in one statement.
+      const unique = [...new Map(docs.map((d) => [String(d.id), d])).values()];
+      const rows = unique.map((d) => toRow(type, userId, d));
       const columns = table as unknown as Record<string, PgColumn>;
       const set: Record<string, unknown> = {};
       for (const key of Object.keys(rows[0]!)) {
@@ -58,6 +60,30 @@ export function createDocumentsRepo(db: Db) {
       const table = documentTables[type];
       const rows = await db.select().from(table).where(eq(table.id, id)).limit(1);
       return (rows[0] as Row | undefined) ?? null;
+    },
+
+    /** The day (collection date field) of stored documents, by id. */
+    async daysOf(type: DocumentType, userId: string, ids: string[]): Promise<Map<string, string>> {
+      const field = documentTypes[type].dateField;
+      if (!field || ids.length === 0) return new Map();
+      const table = documentTables[type];
+      const column = (table as unknown as Record<string, PgColumn>)[field]!;
+      const rows = await db
+        .select({ id: table.id, day: column })
+        .from(table)
+        .where(and(eq(table.user_id, userId), inArray(table.id, ids)));
+      return new Map(rows.filter((r) => r.day).map((r) => [r.id, String(r.day)]));
+    },
+
+    /** Removes several documents of one user and type. */
+    async removeMany(type: DocumentType, userId: string, ids: string[]): Promise<number> {
+      if (ids.length === 0) return 0;
+      const table = documentTables[type];
+      const rows = await db
+        .delete(table)
+        .where(and(eq(table.user_id, userId), inArray(table.id, ids)))
+        .returning({ id: table.id });
+      return rows.length;
     },
   };
 }

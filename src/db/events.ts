@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { and, eq, inArray, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, lt, lte, sql } from 'drizzle-orm';
 import type { Db } from './index.js';
 import { webhookEvents, type EventStatus } from './schema/core.js';
 
@@ -94,6 +94,56 @@ export function createEventsRepo(db: Db) {
         .update(webhookEvents)
         .set({ status, outcome, processed_at: new Date() })
         .where(and(inArray(webhookEvents.id, ids), eq(webhookEvents.status, 'queued')));
+    },
+
+    /**
+     * Queued events of one user and type recorded up to `upTo`: the events one
+     * fetch can serve together.
+     */
+    async pendingFor(userId: string, dataType: string, upTo: Date, limit = 500) {
+      return db
+        .select()
+        .from(webhookEvents)
+        .where(
+          and(
+            eq(webhookEvents.user_id, userId),
+            eq(webhookEvents.data_type, dataType),
+            eq(webhookEvents.status, 'queued'),
+            lte(webhookEvents.received_at, upTo),
+          ),
+        )
+        .orderBy(asc(webhookEvents.event_time), asc(webhookEvents.id))
+        .limit(limit);
+    },
+
+    /** Holds events until the user reconnects. */
+    async park(ids: number[]): Promise<void> {
+      if (ids.length === 0) return;
+      await db
+        .update(webhookEvents)
+        .set({ status: 'parked', outcome: 'waiting_for_reconnect' })
+        .where(and(inArray(webhookEvents.id, ids), eq(webhookEvents.status, 'queued')));
+    },
+
+    /** Puts a user's parked events back in line; returns their ids. */
+    async unpark(userId: string): Promise<number[]> {
+      const rows = await db
+        .update(webhookEvents)
+        .set({ status: 'queued', outcome: null })
+        .where(and(eq(webhookEvents.user_id, userId), eq(webhookEvents.status, 'parked')))
+        .returning({ id: webhookEvents.id });
+      return rows.map((r) => r.id);
+    },
+
+    /** Queued events older than `before`: candidates for the sweeper. */
+    async staleQueued(before: Date, limit = 1000): Promise<number[]> {
+      const rows = await db
+        .select({ id: webhookEvents.id })
+        .from(webhookEvents)
+        .where(and(eq(webhookEvents.status, 'queued'), lt(webhookEvents.received_at, before)))
+        .orderBy(asc(webhookEvents.id))
+        .limit(limit);
+      return rows.map((r) => r.id);
     },
   };
 }

@@ -22,6 +22,8 @@ export function createUsersRepo(db: Db) {
         token_expires_at: input.expiresAt,
         scopes: input.scopes,
         personal_info: input.personalInfo,
+        access_error: null,
+        access_error_at: null,
         updated_at: new Date(),
       };
       const rows = await db
@@ -60,6 +62,11 @@ export function createUsersRepo(db: Db) {
 
     async touchFetch(id: string): Promise<void> {
       await db.update(users).set({ last_fetch_at: new Date() }).where(eq(users.id, id));
+    },
+
+    /** Records a refusal retrying cannot fix (403 membership/scope, 426 app too old). */
+    async recordAccessError(id: string, reason: string): Promise<void> {
+      await db.update(users).set({ access_error: reason, access_error_at: new Date() }).where(eq(users.id, id));
     },
   };
 }

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import type { Limiter } from './limiter.js';
+import type { Limiter, Priority } from './limiter.js';
 import {
   documentPath,
   documentTypes,
@@ -114,6 +114,16 @@ export interface OuraClientOptions {
   timeoutMs?: number;
   /** Called for every answer Oura gives (metrics). */
   onResponse?: (info: { route: string; status: number; tier: RateLimitTier | null; ms: number }) => void;
+  /** Called for every permit taken (metrics). */
+  onPermit?: (info: { waitedMs: number; priority: Priority }) => void;
+}
+
+/** Per-request options. */
+export interface RequestOptions {
+  /** Live (webhook) work goes ahead of background (backfill, reconciliation). Default live. */
+  priority?: Priority;
+  /** The caller already took this request's permit from the limiter. */
+  permitted?: boolean;
 }
 
 export interface DateRange {
@@ -135,8 +145,13 @@ export function createOuraClient(opts: OuraClientOptions) {
     url: string,
     init: RequestInit,
     accessToken: string | null,
+    ropts: RequestOptions = {},
   ): Promise<{ status: number; headers: Headers; body: string }> {
-    await opts.limiter.acquire(accessToken);
+    if (!ropts.permitted) {
+      const priority = ropts.priority ?? 'live';
+      const { waitedMs } = await opts.limiter.acquire(accessToken, { priority });
+      opts.onPermit?.({ waitedMs, priority });
+    }
     const started = Date.now();
     let res: Response;
     try {
@@ -160,19 +175,20 @@ export function createOuraClient(opts: OuraClientOptions) {
       const err = classifyResponse(res.status, res.headers, body, route);
       if (res.status === 429) {
         log.warn({ route, tier: err.tier, retryAfterMs: err.retryAfterMs }, 'oura rate limit hit');
-        await opts.limiter.pause(err.tier ?? 'application', err.retryAfterMs ?? 1000, accessToken);
+        await opts.limiter.pause(err.tier ?? 'application', err.retryAfterMs ?? 1000, accessToken, err.opts.rateLimit);
       }
       throw err;
     }
     return { status: res.status, headers: res.headers, body };
   }
 
-  async function getJson(route: string, pathAndQuery: string, accessToken: string): Promise<unknown> {
+  async function getJson(route: string, pathAndQuery: string, accessToken: string, ropts?: RequestOptions): Promise<unknown> {
     const { body } = await send(
       route,
       `${opts.apiBaseUrl}${pathAndQuery}`,
       { method: 'GET', headers: { authorization: `Bearer ${accessToken}`, accept: 'application/json' } },
       accessToken,
+      ropts,
     );
     try {
       return JSON.parse(body);
@@ -207,9 +223,14 @@ export function createOuraClient(opts: OuraClientOptions) {
 
   return {
     /** One document, or null when Oura says it does not exist (deleted). */
-    async getDocument(accessToken: string, type: DocumentType, id: string): Promise<Record<string, unknown> | null> {
+    async getDocument(
+      accessToken: string,
+      type: DocumentType,
+      id: string,
+      ropts?: RequestOptions,
+    ): Promise<Record<string, unknown> | null> {
       try {
-        const raw = await getJson(type, documentPath(type, id), accessToken);
+        const raw = await getJson(type, documentPath(type, id), accessToken, ropts);
         const parsed = documentTypes[type].schema.safeParse(raw);
         if (!parsed.success) {
           throw new OuraApiError(`${type}: document does not match the schema`, 502, false, { code: 'bad_document' });
@@ -226,14 +247,19 @@ export function createOuraClient(opts: OuraClientOptions) {
       accessToken: string,
       type: DocumentType,
       range: DateRange = {},
+      ropts: RequestOptions = {},
     ): AsyncGenerator<Array<Record<string, unknown>>> {
       const info = documentTypes[type];
       let nextToken: string | undefined;
+      let first = true;
       do {
         const params = info.dateField
           ? { start_date: range.startDate, end_date: range.endDate, next_token: nextToken }
           : { next_token: nextToken };
-        const page = Page.parse(await getJson(type, `${info.path}${query(params)}`, accessToken));
+        const page = Page.parse(
+          await getJson(type, `${info.path}${query(params)}`, accessToken, first ? ropts : { priority: ropts.priority }),
+        );
+        first = false;
         const docs = page.data.filter((d) => info.schema.safeParse(d).success) as Array<Record<string, unknown>>;
         if (docs.length !== page.data.length) log.warn({ dataType: type, dropped: page.data.length - docs.length }, 'documents without an id skipped');
         yield docs;
@@ -246,12 +272,13 @@ export function createOuraClient(opts: OuraClientOptions) {
       accessToken: string,
       type: TimeSeriesType,
       range: { startDateTime: string; endDateTime: string },
+      ropts: RequestOptions = {},
     ): AsyncGenerator<Array<Record<string, unknown>>> {
       const info = timeSeries[type];
       let nextToken: string | undefined;
       do {
         const params = { start_datetime: range.startDateTime, end_datetime: range.endDateTime, next_token: nextToken };
-        const page = Page.parse(await getJson(type, `${info.path}${query(params)}`, accessToken));
+        const page = Page.parse(await getJson(type, `${info.path}${query(params)}`, accessToken, ropts));
         yield page.data.filter((d) => info.schema.safeParse(d).success) as Array<Record<string, unknown>>;
         nextToken = page.next_token ?? undefined;
       } while (nextToken);

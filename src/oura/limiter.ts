@@ -22,13 +22,38 @@ local now = tonumber(now_t[1]) * 1000 + math.floor(tonumber(now_t[2]) / 1000)
 local max_ahead = tonumber(ARGV[1])
 local member = ARGV[2]
 local ntiers = tonumber(ARGV[3])
+local class = ARGV[4]
+local reserve = tonumber(ARGV[5])
+local waiters = KEYS[1]
+local bglog = KEYS[2]
+redis.call('ZREMRANGEBYSCORE', waiters, '-inf', now)
 local t = now
+local app_limit = 0
+local app_window = 0
+local windows = {}
 for i = 0, ntiers - 1 do
-  local log = KEYS[i * 2 + 1]
-  local pause = KEYS[i * 2 + 2]
-  local limit = tonumber(ARGV[4 + i * 3])
-  local window = tonumber(ARGV[5 + i * 3])
-  local spacing = tonumber(ARGV[6 + i * 3])
+  local log = KEYS[3 + i * 3]
+  local pause = KEYS[4 + i * 3]
+  local override = KEYS[5 + i * 3]
+  local limit = tonumber(ARGV[6 + i * 3])
+  local window = tonumber(ARGV[7 + i * 3])
+  local spacing = tonumber(ARGV[8 + i * 3])
+  local ov = redis.call('GET', override)
+  if ov then
+    local l, w = string.match(ov, '(%d+):(%d+)')
+    l = tonumber(l)
+    w = tonumber(w)
+    if l and w and l > 0 and l * window < limit * w then
+      limit = l
+      window = w
+      spacing = math.floor(w / l)
+    end
+  end
+  if i == 0 then
+    app_limit = limit
+    app_window = window
+  end
+  windows[i] = window
   redis.call('ZREMRANGEBYSCORE', log, '-inf', now - window)
   local p = tonumber(redis.call('GET', pause) or '0')
   if p > t then t = p end
@@ -44,14 +69,31 @@ for i = 0, ntiers - 1 do
     if free_at > t then t = free_at end
   end
 end
-if t - now > max_ahead then
-  return {0, t - now}
+if class == 'background' then
+  redis.call('ZREMRANGEBYSCORE', bglog, '-inf', now - app_window)
+  local live_waiting = redis.call('ZCARD', waiters)
+  local bg_used = redis.call('ZCARD', bglog)
+  local guaranteed = math.max(1, math.floor(app_limit * reserve))
+  if live_waiting > 0 and bg_used >= guaranteed then
+    return {0, 250}
+  end
+  if t - now > max_ahead then
+    return {0, t - now}
+  end
+  redis.call('ZADD', bglog, t, member)
+  redis.call('PEXPIRE', bglog, app_window + (t - now) + 1000)
+else
+  if t - now > max_ahead then
+    redis.call('ZADD', waiters, now + max_ahead + 2000, member)
+    redis.call('PEXPIRE', waiters, max_ahead + 5000)
+    return {0, t - now}
+  end
+  redis.call('ZREM', waiters, member)
 end
 for i = 0, ntiers - 1 do
-  local log = KEYS[i * 2 + 1]
-  local window = tonumber(ARGV[5 + i * 3])
+  local log = KEYS[3 + i * 3]
   redis.call('ZADD', log, t, member)
-  redis.call('PEXPIRE', log, window + (t - now) + 1000)
+  redis.call('PEXPIRE', log, windows[i] + (t - now) + 1000)
 end
 return {1, t - now}
 `;
@@ -80,7 +122,12 @@ export interface LimiterOptions {
   marginMs?: number;
   /** Longest reservation made; waiters further out poll again. */
   maxAheadMs?: number;
+  /** Share of the app budget background work keeps while live work waits (never starved). */
+  backgroundReserve?: number;
 }
+
+/** Live: webhook-driven fetches. Background: backfill and reconciliation. */
+export type Priority = 'live' | 'background';
 
 export interface Permit {
   /** Milliseconds waited for the permit. */
@@ -105,18 +152,20 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
   const prefix = `${opts.prefix ?? 'oura-ingest'}:{limiter}`;
   const marginMs = opts.marginMs;
   const maxAheadMs = opts.maxAheadMs ?? 2000;
-  const appLog = `${prefix}:app:log`;
-  const appPause = `${prefix}:app:pause`;
+  const backgroundMaxAheadMs = Math.min(maxAheadMs, 500);
+  const reserve = opts.backgroundReserve ?? 0.1;
+  const tierKeys = (tier: string) => [`${prefix}:${tier}:log`, `${prefix}:${tier}:pause`, `${prefix}:${tier}:override`];
+  const tokenTier = (tokenId: string) => `token:${tokenId}`;
 
-  async function tryAcquire(tokenId: string | null): Promise<{ granted: boolean; delayMs: number }> {
-    const keys = [appLog, appPause];
-    const args: (string | number)[] = [maxAheadMs, randomUUID(), 1, ...tierArgs(opts.app, marginMs)];
+  async function tryAcquire(tokenId: string | null, priority: Priority, member: string): Promise<{ granted: boolean; delayMs: number }> {
+    const keys = [`${prefix}:live-waiters`, `${prefix}:background:log`, ...tierKeys('app')];
+    const ahead = priority === 'live' ? maxAheadMs : backgroundMaxAheadMs;
+    const args: (string | number)[] = [ahead, member, 1, priority, reserve, ...tierArgs(opts.app, marginMs)];
     if (tokenId) {
-      keys.push(`${prefix}:token:${tokenId}:log`, `${prefix}:token:${tokenId}:pause`);
-      // Without a known token limit the token tier still honours pauses Oura announces.
-      const tl = opts.token ?? { limit: 1_000_000, windowS: 1 };
+      keys.push(...tierKeys(tokenTier(tokenId)));
+      // Without a known token limit the token tier still honours pauses and limits Oura announces.
       args[2] = 2;
-      args.push(...tierArgs(tl, opts.token ? marginMs : 0));
+      args.push(...(opts.token ? tierArgs(opts.token, marginMs) : [1_000_000_000, 1000, 0]));
     }
     const [granted, delay] = (await redis.eval(SCRIPT, keys.length, ...keys, ...args)) as [number, number];
     return { granted: granted === 1, delayMs: Math.max(0, delay) };
@@ -125,27 +174,47 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
   return {
     /**
      * Waits for a permit to send one request to Oura. `accessToken` selects the
-     * token tier; token endpoint calls pass null (application tier only).
+     * token tier; token endpoint and subscription calls pass null (application
+     * tier only). Live work goes ahead of background work.
      */
-    async acquire(accessToken: string | null, signal?: AbortSignal): Promise<Permit> {
+    async acquire(accessToken: string | null, options: { priority?: Priority; signal?: AbortSignal } = {}): Promise<Permit> {
       const started = Date.now();
+      const priority = options.priority ?? 'live';
       const tokenId = accessToken ? tokenKey(accessToken) : null;
+      const member = randomUUID();
       for (;;) {
-        signal?.throwIfAborted();
-        const { granted, delayMs } = await tryAcquire(tokenId);
+        options.signal?.throwIfAborted();
+        const { granted, delayMs } = await tryAcquire(tokenId, priority, member);
         if (granted) {
-          if (delayMs > 0) await sleep(delayMs, signal);
+          if (delayMs > 0) await sleep(delayMs, options.signal);
           return { waitedMs: Date.now() - started };
         }
         // Not booked: come back a little before the slot could open, with jitter
         // so waiters from many processes do not all return at once.
-        await sleep(Math.min(delayMs - maxAheadMs / 2, 5000) + Math.random() * 100, signal);
+        const ahead = priority === 'live' ? maxAheadMs : backgroundMaxAheadMs;
+        await sleep(Math.max(50, Math.min(delayMs - ahead / 2, 5000)) + Math.random() * 100, options.signal);
       }
     },
-    /** Oura said stop (429): no permit is granted for this tier until `ms` from now. */
-    async pause(tier: 'application' | 'token', ms: number, accessToken?: string | null): Promise<void> {
-      const key = tier === 'application' || !accessToken ? appPause : `${prefix}:token:${tokenKey(accessToken)}:pause`;
-      await redis.eval(PAUSE_SCRIPT, 1, key, Math.max(0, Math.ceil(ms)));
+    /**
+     * Oura said stop (429): no permit is granted for the tier until `ms` from
+     * now. A limit Oura announces that is lower than ours replaces ours until
+     * its window resets.
+     */
+    async pause(
+      tier: 'application' | 'token',
+      ms: number,
+      accessToken?: string | null,
+      announced?: { limit: number | null; windowS: number | null; resetAt: number | null } | null,
+    ): Promise<void> {
+      const name = tier === 'application' || !accessToken ? 'app' : tokenTier(tokenKey(accessToken));
+      const [, pauseKey, overrideKey] = tierKeys(name);
+      await redis.eval(PAUSE_SCRIPT, 1, pauseKey!, Math.max(0, Math.ceil(ms)));
+      if (announced?.limit && announced.windowS) {
+        const windowMs = announced.windowS * 1000 + (marginMs ?? defaultMargin({ limit: announced.limit, windowS: announced.windowS }));
+        const ttl = announced.resetAt ? Math.max(announced.resetAt * 1000 - Date.now(), ms) : windowMs;
+        // The script only lets an override lower the rate, never raise it.
+        await redis.set(overrideKey!, `${announced.limit}:${windowMs}`, 'PX', Math.max(1000, Math.ceil(ttl)));
+      }
     },
   };
 }

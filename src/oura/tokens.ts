@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { TokenCipher } from '../crypto.js';
 import type { UsersRepo } from '../db/users.js';
+import type { Metrics } from '../metrics.js';
 import { OuraApiError, type OuraClient, type TokenSet } from './client.js';
 import { sleep } from './limiter.js';
 
@@ -33,6 +34,7 @@ export function createTokenService(deps: {
   redis: Redis;
   log: Logger;
   prefix: string;
+  metrics?: Metrics;
 }) {
   const { users, cipher, oura, redis } = deps;
   const log = deps.log.child({ module: 'tokens' });
@@ -76,6 +78,7 @@ export function createTokenService(deps: {
         fresh = await oura.refresh(now.refreshToken);
       } catch (err) {
         if (err instanceof OuraApiError && (err.status === 400 || err.status === 401) && !err.retryable) {
+          deps.metrics?.tokenRefreshes.inc({ result: 'refused' });
           await users.setStatus(userId, 'reauth_required', `refresh refused: ${err.code}`);
           log.warn({ userId, code: err.code }, 'refresh token refused; user must reconnect');
           throw new UserUnavailableError(userId, 'reauth_required', err.code);
@@ -83,6 +86,7 @@ export function createTokenService(deps: {
         throw err;
       }
       await users.saveTokens(userId, stored(fresh));
+      deps.metrics?.tokenRefreshes.inc({ result: 'ok' });
       log.info({ userId }, 'access token refreshed');
       return fresh.access_token;
     } finally {

@@ -2,9 +2,11 @@ import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Deps } from '../deps.js';
 import { migrationsApplied } from '../db/migrate.js';
+import { adminRoutes } from './admin.js';
 import { AppError, ERROR_STATUS } from './errors.js';
 import { oauthRoutes } from './oauth.js';
 import { webhookRoutes } from './webhook.js';
+import { onUserConnected } from '../workers/connect.js';
 
 import { pathOnly } from '../logger.js';
 
@@ -65,6 +67,7 @@ export async function buildApp(deps: Deps, opts: { trustProxy?: boolean } = {}):
     maxAgeS: deps.config.WEBHOOK_MAX_AGE_S,
     events: deps.events,
     queue: deps.queue,
+    onDelivery: (outcome) => deps.metrics.deliveries.inc({ outcome }),
   });
   await app.register(oauthRoutes, {
     clientId: deps.config.OURA_CLIENT_ID,
@@ -76,7 +79,9 @@ export async function buildApp(deps: Deps, opts: { trustProxy?: boolean } = {}):
     oura: deps.oura,
     users: deps.users,
     tokens: deps.tokens,
+    onConnected: (userId) => onUserConnected(deps, userId),
   });
+  await app.register(adminRoutes, { prefix: '/admin', adminToken: deps.config.ADMIN_TOKEN, deps });
   return app;
 }
 

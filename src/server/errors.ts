@@ -19,6 +19,7 @@ export const ERROR_STATUS = {
   rate_limited: 429,
   internal: 500,
   oura_unavailable: 502,
+  oura_refused: 502,
   database_unavailable: 503,
   queue_unavailable: 503,
   not_ready: 503,

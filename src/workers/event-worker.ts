@@ -1,29 +1,32 @@
-import { randomUUID } from 'node:crypto';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { OuraApiError } from '../oura/client.js';
+import { withLock } from './lock.js';
 import { processEvent, type ProcessEventDeps } from './process-event.js';
 import { EVENTS_QUEUE, EventJob } from './queues.js';
-
-const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
 export interface EventWorkerDeps extends ProcessEventDeps {
   /** A connection for BullMQ's blocking commands (maxRetriesPerRequest: null). */
   workerConnection: Redis;
-  /** A connection for the per-object locks. */
+  /** A connection for the per-(user, type) locks. */
   redis: Redis;
   prefix: string;
   concurrency: number;
+  lockDurationMs?: number;
   log: Logger;
 }
 
+/** Codes of refusals that retrying cannot fix: recorded on the user, not retried. */
+const ACCESS_ERRORS = new Set([403, 426]);
+
 /**
- * Runs webhook events. Events for one (user, type, object) never run at the
- * same time, so a fetch and a delete of one document cannot interleave.
- * A 429 puts the job back without spending an attempt; permanent refusals are
- * unrecoverable; everything else is retried with exponential backoff and
- * jitter, then left in the failed set (dead letters).
+ * Runs webhook events. Events of one (user, data type) never run at the same
+ * time, so their fetches, deletes and writes cannot interleave; a job that
+ * finds the pair busy waits a moment (its event is usually served by the
+ * running one). A 429 puts the job back without spending an attempt;
+ * permanent refusals are unrecoverable; everything else is retried with
+ * exponential backoff and jitter, then left in the failed set (dead letters).
  */
 export function createEventWorker(deps: EventWorkerDeps) {
   const log = deps.log.child({ module: 'event-worker' });
@@ -31,20 +34,26 @@ export function createEventWorker(deps: EventWorkerDeps) {
   async function run(job: Job<EventJob>, token?: string): Promise<string> {
     const input = EventJob.parse(job.data);
     const event = await deps.events.get(input.eventId);
-    if (!event) return 'already_finished';
-    const lockKey = `${deps.prefix}:lock:object:${event.user_id}:${event.data_type}:${event.object_id}`;
-    const owner = randomUUID();
-    if ((await deps.redis.set(lockKey, owner, 'PX', 120_000, 'NX')) !== 'OK') {
-      await job.moveToDelayed(Date.now() + 100 + Math.random() * 200, token);
-      throw new DelayedError();
-    }
+    if (!event || event.status !== 'queued') return 'already_finished';
+    const lockKey = `${deps.prefix}:lock:pair:${event.user_id}:${event.data_type}`;
     try {
-      return await processEvent({ ...deps, log: log.child({ jobId: job.id }) }, input);
+      const r = await withLock(deps.redis, lockKey, () => processEvent({ ...deps, log: log.child({ jobId: job.id }) }, input));
+      if (r.acquired) return r.value;
     } catch (err) {
       if (err instanceof OuraApiError) {
         if (err.status === 429) {
           await job.moveToDelayed(Date.now() + (err.retryAfterMs ?? 1000), token);
           throw new DelayedError();
+        }
+        if (ACCESS_ERRORS.has(err.status)) {
+          await deps.users.recordAccessError(event.user_id, `${err.status} ${err.code}`);
+          const pending = await deps.events.pendingFor(event.user_id, event.data_type, new Date());
+          await deps.events.finish(
+            pending.map((e) => e.id),
+            'failed',
+            err.code,
+          );
+          throw new UnrecoverableError(err.message);
         }
         if (!err.retryable) {
           await deps.events.finish([input.eventId], 'failed', err.code);
@@ -52,15 +61,19 @@ export function createEventWorker(deps: EventWorkerDeps) {
         }
       }
       throw err;
-    } finally {
-      await deps.redis.eval(RELEASE, 1, lockKey, owner);
     }
+    // The pair is busy: come back shortly; by then the running job has likely served this event.
+    await job.moveToDelayed(Date.now() + 150 + Math.floor(Math.random() * 250), token);
+    throw new DelayedError();
   }
 
   const worker = new Worker<EventJob>(EVENTS_QUEUE, run, {
     connection: deps.workerConnection,
     prefix: deps.prefix,
     concurrency: deps.concurrency,
+    lockDuration: deps.lockDurationMs ?? 30_000,
+    stalledInterval: Math.max(1000, Math.floor((deps.lockDurationMs ?? 30_000) / 2)),
+    maxStalledCount: 5,
     autorun: false,
   });
   worker.on('failed', (job, err) => {

@@ -8,6 +8,7 @@ export function startWorkers(deps: Deps) {
     ...deps,
     workerConnection: deps.workerConnection(),
     concurrency: deps.config.WORKER_CONCURRENCY,
+    lockDurationMs: deps.config.JOB_LOCK_MS,
   });
   const tasks = maintenanceTasks(deps);
   const maintenanceWorker = createMaintenanceWorker(deps, tasks, deps.workerConnection());

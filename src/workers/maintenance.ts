@@ -1,6 +1,7 @@
 import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Deps } from '../deps.js';
+import { subscriptionsSyncTask } from './subscriptions-sync.js';
 
 /** Queue of repeatable housekeeping jobs (sweeper, reconciliation, subscription renewal). */
 export const MAINTENANCE_QUEUE = 'oura-maintenance';
@@ -10,6 +11,8 @@ export interface MaintenanceTask {
   name: string;
   /** How often it runs, in milliseconds. */
   everyMs: number;
+  /** Delay of the first run when the schedule is first registered (default: at once); restarts keep the schedule. */
+  firstRunAfterMs?: number;
   run: (deps: Deps, log: Deps['log']) => Promise<unknown>;
 }
 
@@ -19,7 +22,7 @@ export interface MaintenanceTask {
  * worker processes).
  */
 export function maintenanceTasks(_deps: Deps): MaintenanceTask[] {
-  return [];
+  return [subscriptionsSyncTask];
 }
 
 export function createMaintenanceQueue(connection: Redis, prefix: string) {
@@ -32,7 +35,10 @@ export function createMaintenanceQueue(connection: Redis, prefix: string) {
 
 /** Registers (or updates) every task's schedule. Idempotent: safe from every process at start-up. */
 export async function scheduleMaintenance(queue: Queue, tasks: MaintenanceTask[]): Promise<void> {
-  for (const t of tasks) await queue.upsertJobScheduler(t.name, { every: t.everyMs }, { name: t.name, data: {} });
+  for (const t of tasks) {
+    const startDate = t.firstRunAfterMs ? { startDate: Date.now() + t.firstRunAfterMs } : {};
+    await queue.upsertJobScheduler(t.name, { every: t.everyMs, ...startDate }, { name: t.name, data: {} });
+  }
 }
 
 export function createMaintenanceWorker(deps: Deps, tasks: MaintenanceTask[], connection: Redis) {

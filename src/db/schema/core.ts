@@ -37,11 +37,15 @@ export const users = oura.table(
     updated_at: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
     last_webhook_at: timestamp('last_webhook_at', { withTimezone: true, mode: 'date' }),
     last_fetch_at: timestamp('last_fetch_at', { withTimezone: true, mode: 'date' }),
+    /** The last refusal Oura gave for this user that retrying cannot fix (403 membership/scope, 426 app too old). */
+    access_error: text('access_error'),
+    access_error_at: timestamp('access_error_at', { withTimezone: true, mode: 'date' }),
   },
   (t) => [check('users_status_check', sql`${t.status} in ('active', 'reauth_required', 'revoked')`)],
 );
 
-export const EVENT_STATUSES = ['queued', 'done', 'ignored', 'failed'] as const;
+/** `parked`: waiting for the user to reconnect (refresh refused); re-queued on reconnect. */
+export const EVENT_STATUSES = ['queued', 'parked', 'done', 'ignored', 'failed'] as const;
 export type EventStatus = (typeof EVENT_STATUSES)[number];
 
 export const webhookEvents = oura.table(
@@ -65,7 +69,7 @@ export const webhookEvents = oura.table(
   (t) => [
     index('webhook_events_pending_idx').on(t.received_at).where(sql`${t.status} = 'queued'`),
     index('webhook_events_user_idx').on(t.user_id, t.data_type, t.object_id),
-    check('webhook_events_status_check', sql`${t.status} in ('queued', 'done', 'ignored', 'failed')`),
+    check('webhook_events_status_check', sql`${t.status} in ('queued', 'parked', 'done', 'ignored', 'failed')`),
   ],
 );
 
@@ -96,3 +100,37 @@ export const ringBatteryLevel = oura.table(
   (t) => [primaryKey({ columns: [t.user_id, t.timestamp] })],
 );
 
+
+export const BACKFILL_STATUSES = ['running', 'done', 'failed'] as const;
+export type BackfillStatus = (typeof BACKFILL_STATUSES)[number];
+
+/**
+ * Progress of a user's historical load, per data type (documents and time
+ * series). Windows before `cursor` are finished, so a crashed backfill resumes
+ * at `cursor` without fetching them again.
+ */
+export const backfillProgress = oura.table(
+  'backfill_progress',
+  {
+    user_id: text('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    data_type: text('data_type').notNull(),
+    status: text('status').$type<BackfillStatus>().notNull(),
+    /** First instant of the load (inclusive). */
+    range_start: timestamp('range_start', { withTimezone: true, mode: 'date' }).notNull(),
+    /** End of the load (exclusive). */
+    range_end: timestamp('range_end', { withTimezone: true, mode: 'date' }).notNull(),
+    /** Everything before this is stored. */
+    cursor: timestamp('cursor', { withTimezone: true, mode: 'date' }).notNull(),
+    windows_done: integer('windows_done').notNull().default(0),
+    windows_total: integer('windows_total').notNull(),
+    items: integer('items').notNull().default(0),
+    requests: integer('requests').notNull().default(0),
+    error: text('error'),
+    started_at: timestamp('started_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    updated_at: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    finished_at: timestamp('finished_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [primaryKey({ columns: [t.user_id, t.data_type] })],
+);

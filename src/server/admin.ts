@@ -1,0 +1,78 @@
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { listFailed, replayFailed } from '../admin/failed.js';
+import { listSubscriptions, syncAppSubscriptions } from '../admin/subscriptions.js';
+import { disconnectUser, listUsers } from '../admin/users.js';
+import { safeEqual } from '../crypto.js';
+import type { Deps } from '../deps.js';
+import { OuraApiError } from '../oura/client.js';
+import { AppError } from './errors.js';
+
+export interface AdminRoutesOptions {
+  adminToken: string;
+  deps: Pick<Deps, 'admin' | 'users' | 'cipher' | 'oura' | 'queue' | 'subscriptions' | 'config' | 'log'>;
+}
+
+const ReplayBody = z.object({ ids: z.array(z.string().min(1).max(200)).max(10_000).optional() }).strict();
+const FailedQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+  offset: z.coerce.number().int().min(0).optional(),
+});
+
+/** Oura's answers become our error codes; everything else goes to the error handler as is. */
+async function viaOura<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (!(err instanceof OuraApiError)) throw err;
+    if (err.status >= 400 && err.status < 500 && err.status !== 408 && err.status !== 429) {
+      throw new AppError('oura_refused', `Oura refused to ${what} (${err.status} ${err.code})`);
+    }
+    throw new AppError('oura_unavailable', `Oura could not ${what} (${err.code}); try again later`);
+  }
+}
+
+/**
+ * The admin API under /admin. Every route needs `Authorization: Bearer
+ * <ADMIN_TOKEN>`. Routes stay thin: the operations live in src/admin/ and are
+ * shared with the CLI.
+ */
+export async function adminRoutes(app: FastifyInstance, opts: AdminRoutesOptions) {
+  const { deps } = opts;
+
+  app.addHook('onRequest', async (req) => {
+    const header = req.headers.authorization ?? '';
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!match || !safeEqual(match[1]!, opts.adminToken)) {
+      throw new AppError('unauthorized', 'admin routes need Authorization: Bearer <ADMIN_TOKEN>');
+    }
+  });
+
+  app.get('/users', async () => ({ users: await listUsers(deps) }));
+
+  app.delete('/users/:userId', async (req) => {
+    const { userId } = req.params as { userId: string };
+    return disconnectUser(deps, { userId });
+  });
+
+  app.get('/failed', async (req) => {
+    const q = FailedQuery.safeParse(req.query);
+    if (!q.success) throw new AppError('bad_request', `${q.error.issues[0]!.path.join('.')}: ${q.error.issues[0]!.message}`);
+    return listFailed(deps, q.data);
+  });
+
+  app.post('/failed/replay', async (req) => {
+    const body = ReplayBody.safeParse(req.body ?? {});
+    if (!body.success) {
+      const issue = body.error.issues[0]!;
+      throw new AppError('invalid_body', `${issue.path.join('.') || 'body'}: ${issue.message}`);
+    }
+    return replayFailed(deps, { ids: body.data.ids });
+  });
+
+  app.get('/subscriptions', async () => ({
+    subscriptions: await viaOura('list subscriptions', () => listSubscriptions(deps)),
+  }));
+
+  app.post('/subscriptions/sync', async () => viaOura('list subscriptions', () => syncAppSubscriptions(deps)));
+}
