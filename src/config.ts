@@ -48,6 +48,10 @@ export const Config = z
     WORKER_CONCURRENCY: int(1, 1000).default(16),
     /** How long a worker may hold a job before BullMQ treats it as stalled (crashed worker) and re-runs it. */
     JOB_LOCK_MS: int(1000, 600_000).default(30_000),
+    /** Attempts of a failing fetch job before it becomes a dead letter. */
+    JOB_ATTEMPTS: int(1, 100).default(8),
+    /** First retry delay; each retry doubles it, with jitter. */
+    JOB_BACKOFF_MS: int(10, 3_600_000).default(2000),
     /** Recorded events still not done after this long are queued again (e.g. Redis lost its data). */
     SWEEP_GRACE_S: int(1, 86_400).default(120),
     /** History loaded when a user connects. */

@@ -70,7 +70,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
   });
   const tokens = createTokenService({ users, cipher, oura, redis, log, prefix, metrics });
   const subscriptions = createSubscriptionsClient(oura);
-  const queue = createEventQueue(queueRedis, prefix);
+  const queue = createEventQueue(queueRedis, prefix, { attempts: config.JOB_ATTEMPTS, backoffMs: config.JOB_BACKOFF_MS });
   queue.on('error', () => {});
   closers.push(() => queue.close());
   const maintenanceQueue = createMaintenanceQueue(queueRedis, prefix);

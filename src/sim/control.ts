@@ -43,8 +43,11 @@ const ConfigBody = z.object({
   defaultHistoryDays: z.number().int().min(0).optional(),
 });
 const FaultBody = z.object({
-  status: z.union([z.literal(500), z.literal(502), z.literal(503), z.literal(401), z.literal(403), z.literal(426)]),
+  status: z.union([z.literal(500), z.literal(502), z.literal(503), z.literal(401), z.literal(403), z.literal(426), z.literal(429)]),
   count: z.number().int().min(1).default(1),
+  /** 429 only: the tier named in X-RateLimit-Tier and the Retry-After seconds. */
+  tier: z.enum(['application', 'token']).optional(),
+  retryAfterS: z.number().int().min(0).optional(),
   path: z.string().optional(),
   userId: z.string().optional(),
 });

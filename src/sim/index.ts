@@ -58,6 +58,21 @@ export function buildSimulator(opts: SimOptions): { app: FastifyInstance; state:
     const userId = (bearer && state.accessTokens.get(bearer)?.userId) || null;
     meta(req).userId = userId;
     const fault = state.takeFault(path, userId);
+    if (fault?.status === 429) {
+      const retryAfterS = fault.retryAfterS ?? 1;
+      const tier = fault.tier ?? 'application';
+      meta(req).tier = tier;
+      return reply
+        .code(429)
+        .headers({
+          'retry-after': String(retryAfterS),
+          'x-ratelimit-limit': String(tier === 'application' ? (state.config.appLimit?.limit ?? 5000) : (state.config.tokenLimit?.limit ?? 100)),
+          'x-ratelimit-window': String(tier === 'application' ? (state.config.appLimit?.windowS ?? 300) : (state.config.tokenLimit?.windowS ?? 60)),
+          'x-ratelimit-reset': String(Math.ceil(Date.now() / 1000) + retryAfterS),
+          'x-ratelimit-tier': tier,
+        })
+        .send({ detail: 'Request Rate Limit Exceeded.' });
+    }
     if (fault) return reply.code(fault.status).send({ detail: FAULT_BODIES[fault.status] ?? 'Simulated fault' });
   });
 

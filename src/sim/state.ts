@@ -108,6 +108,9 @@ export interface Fault {
   remaining: number;
   path?: string;
   userId?: string;
+  /** For a 429 fault: which tier it claims and when to retry. */
+  tier?: Tier;
+  retryAfterS?: number;
 }
 
 export interface WebhookEvent {
@@ -334,7 +337,15 @@ export function createSimState(opts: SimOptions) {
     },
 
     addFault(f: Omit<Fault, 'id' | 'remaining'> & { count: number }): Fault {
-      const fault: Fault = { id: ++counters.faultSeq, status: f.status, remaining: f.count, path: f.path, userId: f.userId };
+      const fault: Fault = {
+        id: ++counters.faultSeq,
+        status: f.status,
+        remaining: f.count,
+        path: f.path,
+        userId: f.userId,
+        tier: f.tier,
+        retryAfterS: f.retryAfterS,
+      };
       faults.push(fault);
       return fault;
     },

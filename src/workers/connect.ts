@@ -1,5 +1,5 @@
 import type { Deps } from '../deps.js';
-import { eventJobId } from './queues.js';
+import { requeueEvents } from './queues.js';
 
 /**
  * What follows a user connecting (or reconnecting): events parked while the
@@ -8,7 +8,7 @@ import { eventJobId } from './queues.js';
 export async function onUserConnected(deps: Deps, userId: string): Promise<void> {
   const ids = await deps.events.unpark(userId);
   if (ids.length > 0) {
-    await deps.queue.addBulk(ids.map((id) => ({ name: 'fetch', data: { eventId: id }, opts: { jobId: eventJobId(id) } })));
+    await requeueEvents(deps.queue, ids);
     deps.log.info({ userId, events: ids.length }, 'parked events re-queued after reconnect');
   }
 }

@@ -13,13 +13,13 @@ export function eventJobId(eventId: number): string {
   return `evt-${eventId}`;
 }
 
-export function createEventQueue(connection: Redis, prefix: string) {
+export function createEventQueue(connection: Redis, prefix: string, retry: { attempts: number; backoffMs: number } = { attempts: 8, backoffMs: 2000 }) {
   return new Queue<EventJob>(EVENTS_QUEUE, {
     connection,
     prefix,
     defaultJobOptions: {
-      attempts: 8,
-      backoff: { type: 'exponential', delay: 1000, jitter: 0.5 },
+      attempts: retry.attempts,
+      backoff: { type: 'exponential', delay: retry.backoffMs, jitter: 0.5 },
       removeOnComplete: { age: 3600, count: 10_000 },
       // Failed jobs stay (dead letters) until replayed or aged out.
       removeOnFail: { age: 14 * 24 * 3600 },
@@ -27,3 +27,29 @@ export function createEventQueue(connection: Redis, prefix: string) {
   });
 }
 export type EventQueue = ReturnType<typeof createEventQueue>;
+
+/**
+ * Makes sure each event has a job that will run: adds it when missing, runs a
+ * failed one again, replaces a completed one. Jobs already waiting, delayed or
+ * active are left alone. Returns how many were (re)queued.
+ */
+export async function requeueEvents(queue: EventQueue, eventIds: number[]): Promise<number> {
+  let n = 0;
+  for (const id of eventIds) {
+    const jobId = eventJobId(id);
+    const job = await queue.getJob(jobId);
+    if (job) {
+      const state = await job.getState();
+      if (state === 'failed') {
+        await job.retry('failed');
+        n++;
+        continue;
+      }
+      if (state !== 'completed') continue;
+      await job.remove();
+    }
+    await queue.add('fetch', { eventId: id }, { jobId });
+    n++;
+  }
+  return n;
+}
