@@ -37,7 +37,12 @@ export function createEventWorker(deps: EventWorkerDeps) {
     if (!event || event.status !== 'queued') return 'already_finished';
     const lockKey = `${deps.prefix}:lock:pair:${event.user_id}:${event.data_type}`;
     try {
-      const r = await withLock(deps.redis, lockKey, () => processEvent({ ...deps, log: log.child({ jobId: job.id }) }, input));
+      const r = await withLock(
+        deps.redis,
+        lockKey,
+        () => processEvent({ ...deps, log: log.child({ jobId: job.id }) }, input),
+        deps.lockDurationMs ?? 30_000,
+      );
       if (r.acquired) return r.value;
     } catch (err) {
       if (err instanceof OuraApiError) {

@@ -1,0 +1,152 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { describe, test } from 'node:test';
+import pg from 'pg';
+import { Redis } from 'ioredis';
+import { DOCUMENT_TYPES } from '../src/oura/registry.js';
+import { getServices } from './helpers/env.js';
+import { eventually, freePort, startStack, type Stack } from './helpers/stack.js';
+
+const TYPES = DOCUMENT_TYPES.slice(0, 12);
+
+/** One create per type for one user; returns the simulator's documents. */
+async function createDocs(stack: Stack, userId: string) {
+  const docs: Array<{ type: string; id: string }> = [];
+  for (const type of TYPES) {
+    const d = await stack.simJson('POST', `/_sim/users/${userId}/documents/${type}`, { notify: true });
+    docs.push({ type, id: d.id });
+  }
+  return docs;
+}
+
+async function storedCount(stack: Stack, docs: Array<{ type: string; id: string }>): Promise<number> {
+  let n = 0;
+  for (const d of docs) {
+    const { rowCount } = await stack.deps.pool.query(`select 1 from oura.${d.type} where id = $1`, [d.id]);
+    n += rowCount ?? 0;
+  }
+  return n;
+}
+
+async function allEventsDone(stack: Stack): Promise<boolean> {
+  const { rows } = await stack.deps.pool.query<{ n: number }>(`select count(*)::int as n from oura.webhook_events where status <> 'done'`);
+  return rows[0]!.n === 0;
+}
+
+async function stop(child: ReturnType<Stack['spawnProcess']>, signal: NodeJS.Signals): Promise<number | null> {
+  if (child.exitCode !== null) return child.exitCode;
+  const exited = once(child, 'exit');
+  child.kill(signal);
+  const [code] = await exited;
+  return code as number | null;
+}
+
+describe('durability: an acknowledged event is never lost', () => {
+  test('a worker killed with kill -9 mid-batch loses nothing', async () => {
+    // Slow budget (2 requests/s) so the kill lands while jobs are in flight.
+    const stack = await startStack({
+      label: 'kill9',
+      inProcessWorker: false,
+      env: { OURA_APP_RATE_LIMIT: '4/2', JOB_LOCK_MS: '2000' },
+    });
+    try {
+      await stack.subscribeAll(TYPES);
+      const userId = await stack.connectUser();
+      const docs = await createDocs(stack, userId);
+      const first = stack.spawnProcess('worker');
+      await eventually('a few documents stored', async () => (await storedCount(stack, docs)) >= 2, { timeoutMs: 20_000 });
+      assert.ok((await storedCount(stack, docs)) < docs.length, 'killed mid-batch');
+      await stop(first, 'SIGKILL');
+      stack.spawnProcess('worker');
+      await eventually('every document stored', async () => (await storedCount(stack, docs)) === docs.length, { timeoutMs: 40_000 });
+      await eventually('every event done', () => allEventsDone(stack));
+    } finally {
+      await stack.close();
+    }
+  });
+
+  test('Redis losing its data after acknowledgement (FLUSHDB) loses nothing', async () => {
+    const { redisUrl } = await getServices();
+    // A Redis database of its own, so the flush touches nothing else.
+    const url = new URL(redisUrl);
+    url.pathname = '/7';
+    const stack = await startStack({
+      label: 'flush',
+      inProcessWorker: false,
+      env: { REDIS_URL: url.toString(), SWEEP_GRACE_S: '2' },
+    });
+    try {
+      await stack.subscribeAll(TYPES);
+      const userId = await stack.connectUser();
+      const docs = await createDocs(stack, userId);
+      const { rows } = await stack.deps.pool.query<{ n: number }>(`select count(*)::int as n from oura.webhook_events where status = 'queued'`);
+      assert.equal(rows[0]!.n, docs.length, 'acknowledged and recorded');
+      const r = new Redis(url.toString());
+      await r.flushdb();
+      assert.equal(await r.dbsize(), 0);
+      await r.quit();
+      stack.spawnProcess('worker');
+      await eventually('every document stored', async () => (await storedCount(stack, docs)) === docs.length, { timeoutMs: 30_000 });
+      await eventually('every event done', () => allEventsDone(stack));
+    } finally {
+      await stack.close();
+    }
+  });
+
+  test('a Postgres outage makes jobs retry, and they land once it is back', async () => {
+    const stack = await startStack({
+      label: 'pgdown',
+      inProcessWorker: false,
+      env: { JOB_BACKOFF_MS: '300', JOB_ATTEMPTS: '10' },
+    });
+    const { adminDatabaseUrl } = await getServices();
+    const admin = new pg.Client({ connectionString: adminDatabaseUrl });
+    await admin.connect();
+    try {
+      await stack.subscribeAll(TYPES);
+      const userId = await stack.connectUser();
+      const docs = await createDocs(stack, userId);
+      // Outage of this test's database only: no new connections, existing ones cut.
+      await admin.query(`alter database ${stack.db.name} allow_connections false`);
+      await admin.query(`select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()`, [stack.db.name]);
+      const worker = stack.spawnProcess('worker');
+      await new Promise((r) => setTimeout(r, 3000));
+      assert.equal(worker.exitCode, null, 'the worker survives the outage');
+      await admin.query(`alter database ${stack.db.name} allow_connections true`);
+      await eventually('every document stored', async () => (await storedCount(stack, docs)) === docs.length, { timeoutMs: 40_000 });
+      await eventually('every event done', () => allEventsDone(stack));
+    } finally {
+      await admin.query(`alter database ${stack.db.name} allow_connections true`).catch(() => {});
+      await admin.end();
+      await stack.close();
+    }
+  });
+
+  test('SIGTERM: worker and api stop taking work, finish in flight and exit 0; nothing is lost', async () => {
+    const stack = await startStack({
+      label: 'sigterm',
+      inProcessWorker: false,
+      env: { OURA_APP_RATE_LIMIT: '4/2', JOB_LOCK_MS: '2000' },
+    });
+    try {
+      await stack.subscribeAll(TYPES);
+      const userId = await stack.connectUser();
+      const docs = await createDocs(stack, userId);
+      const worker = stack.spawnProcess('worker');
+      await eventually('work in flight', async () => (await storedCount(stack, docs)) >= 1, { timeoutMs: 20_000 });
+      const t0 = Date.now();
+      assert.equal(await stop(worker, 'SIGTERM'), 0);
+      assert.ok(Date.now() - t0 < 26_000, 'within the shutdown bound');
+      const port = await freePort();
+      const api = stack.spawnProcess('api', { PORT: String(port), HOST: '127.0.0.1' });
+      await eventually('api up', async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).ok, { timeoutMs: 20_000 });
+      assert.equal(await stop(api, 'SIGTERM'), 0);
+      await assert.rejects(fetch(`http://127.0.0.1:${port}/healthz`), 'the api no longer listens');
+      stack.spawnProcess('worker');
+      await eventually('every document stored', async () => (await storedCount(stack, docs)) === docs.length, { timeoutMs: 40_000 });
+      await eventually('every event done', () => allEventsDone(stack));
+    } finally {
+      await stack.close();
+    }
+  });
+});
