@@ -109,6 +109,17 @@ end
 return until_ms
 `;
 
+const PAUSE_LEFT_SCRIPT = `
+local now_t = redis.call('TIME')
+local now = tonumber(now_t[1]) * 1000 + math.floor(tonumber(now_t[2]) / 1000)
+local left = 0
+for i = 1, #KEYS do
+  local p = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if p - now > left then left = p - now end
+end
+return left
+`;
+
 export interface LimiterOptions {
   app: RateLimit;
   /** Per access token, when Oura's token-tier limit is known. */
@@ -186,7 +197,16 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
         options.signal?.throwIfAborted();
         const { granted, delayMs } = await tryAcquire(tokenId, priority, member);
         if (granted) {
-          if (delayMs > 0) await sleep(delayMs, options.signal);
+          if (delayMs > 0) {
+            await sleep(delayMs, options.signal);
+            // A 429 may have paused the tier while this caller slept on its booking.
+            const pauseKeys = [tierKeys('app')[1]!, ...(tokenId ? [tierKeys(tokenTier(tokenId))[1]!] : [])];
+            const left = (await redis.eval(PAUSE_LEFT_SCRIPT, pauseKeys.length, ...pauseKeys)) as number;
+            if (left > 0) {
+              await sleep(left, options.signal);
+              continue;
+            }
+          }
           return { waitedMs: Date.now() - started };
         }
         // Not booked: come back a little before the slot could open, with jitter
