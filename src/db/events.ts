@@ -76,7 +76,13 @@ export function createEventsRepo(db: Db) {
                case when v.ignored is null then 'queued' else 'ignored' end, v.ignored,
                case when v.ignored is null then null else now() end
         from v
-        on conflict (dedupe_key) do update set deliveries = oura.webhook_events.deliveries + 1
+        on conflict (dedupe_key) do update set
+          deliveries = oura.webhook_events.deliveries + 1,
+          -- Oura's event_time has one-second precision: a "repeat" of an event already
+          -- served may be a new change in the same second. Serve it again; it costs one fetch.
+          status = case when oura.webhook_events.status = 'done' then 'queued' else oura.webhook_events.status end,
+          outcome = case when oura.webhook_events.status = 'done' then null else oura.webhook_events.outcome end,
+          processed_at = case when oura.webhook_events.status = 'done' then null else oura.webhook_events.processed_at end
         returning id, status, (xmax = 0) as inserted`);
       const row = result.rows[0]!;
       return { id: Number(row.id), status: row.status, inserted: row.inserted };

@@ -4,7 +4,7 @@ import { safeEqual, verifyWebhookSignature } from '../crypto.js';
 import type { EventsRepo } from '../db/events.js';
 import { isDocumentType } from '../oura/registry.js';
 import type { EventQueue } from '../workers/queues.js';
-import { eventJobId } from '../workers/queues.js';
+import { eventJobId, requeueEvents } from '../workers/queues.js';
 import { AppError } from './errors.js';
 
 export const WEBHOOK_BODY_LIMIT = 64 * 1024;
@@ -117,7 +117,10 @@ export async function webhookRoutes(app: FastifyInstance, deps: WebhookDeps) {
       }
       if (recorded.status === 'queued') {
         try {
-          await withTimeout(deps.queue.add('fetch', { eventId: recorded.id }, { jobId: eventJobId(recorded.id) }), queueTimeoutMs);
+          const queued: Promise<unknown> = recorded.inserted
+            ? deps.queue.add('fetch', { eventId: recorded.id }, { jobId: eventJobId(recorded.id) })
+            : requeueEvents(deps.queue, [recorded.id]);
+          await withTimeout(queued, queueTimeoutMs);
         } catch (err) {
           // The event is recorded (the sweeper will queue it), but we only
           // acknowledge what is queued: Oura retries a 503.
