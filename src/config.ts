@@ -54,8 +54,8 @@ export const Config = z
     JOB_BACKOFF_MS: int(10, 3_600_000).default(2000),
     /** Recorded events still not done after this long are queued again (e.g. Redis lost its data). */
     SWEEP_GRACE_S: int(1, 86_400).default(120),
-    /** History loaded when a user connects. */
-    BACKFILL_DAYS: int(1, 3650).default(90),
+    /** History loaded when a user connects; 0 turns the load on connect off. */
+    BACKFILL_DAYS: int(0, 3650).default(90),
     /** Days re-synced by each reconciliation of a user. */
     RECONCILE_DAYS: int(1, 365).default(3),
     /** Every active user is reconciled once per interval, spread over it. */

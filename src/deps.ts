@@ -4,10 +4,12 @@ import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { createTokenCipher } from './crypto.js';
 import { createAdminRepo } from './db/admin.js';
+import { createBackfillRepo } from './db/backfill.js';
 import { createDocumentsRepo } from './db/documents.js';
 import { createEventsRepo } from './db/events.js';
 import { createDb, createPool } from './db/index.js';
 import { migrationsApplied } from './db/migrate.js';
+import { createSeriesRepo } from './db/series.js';
 import { createUsersRepo } from './db/users.js';
 import { createLogger } from './logger.js';
 import { createMetrics } from './metrics.js';
@@ -15,6 +17,7 @@ import { createOuraClient } from './oura/client.js';
 import { createSubscriptionsClient } from './oura/subscriptions.js';
 import { createLimiter } from './oura/limiter.js';
 import { createTokenService } from './oura/tokens.js';
+import { createBackfillQueue } from './workers/backfill.js';
 import { createMaintenanceQueue } from './workers/maintenance.js';
 import { createEventQueue } from './workers/queues.js';
 
@@ -52,6 +55,8 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
   const users = createUsersRepo(db);
   const events = createEventsRepo(db);
   const documents = createDocumentsRepo(db);
+  const series = createSeriesRepo(db);
+  const backfill = createBackfillRepo(db);
   const admin = createAdminRepo(db);
   const metrics = createMetrics();
   const limiter = createLimiter(redis, { app: config.OURA_APP_RATE_LIMIT, token: config.OURA_USER_RATE_LIMIT ?? null, prefix });
@@ -73,6 +78,9 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
   const queue = createEventQueue(queueRedis, prefix, { attempts: config.JOB_ATTEMPTS, backoffMs: config.JOB_BACKOFF_MS });
   queue.on('error', () => {});
   closers.push(() => queue.close());
+  const backfillQueue = createBackfillQueue(queueRedis, prefix);
+  backfillQueue.on('error', () => {});
+  closers.push(() => backfillQueue.close());
   const maintenanceQueue = createMaintenanceQueue(queueRedis, prefix);
   maintenanceQueue.on('error', () => {});
   closers.push(() => maintenanceQueue.close());
@@ -107,6 +115,8 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
     users,
     events,
     documents,
+    series,
+    backfill,
     admin,
     metrics,
     limiter,
@@ -114,6 +124,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
     subscriptions,
     tokens,
     queue,
+    backfillQueue,
     maintenanceQueue,
     workerConnection,
     readiness,

@@ -59,6 +59,11 @@ export function createMetrics() {
     labelNames: ['outcome'] as const,
     registers: [registry],
   });
-  return { registry, ouraRequests, eventsProcessed, eventRequests, rateLimited, limiterWait, tokenRefreshes, deliveries };
+  const webhookSilence = new Gauge({
+    name: 'oura_ingest_seconds_since_last_webhook',
+    help: 'Seconds since the newest webhook delivery was recorded (-1: none yet); alert when large while users are active',
+    registers: [registry],
+  });
+  return { registry, webhookSilence, ouraRequests, eventsProcessed, eventRequests, rateLimited, limiterWait, tokenRefreshes, deliveries };
 }
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,4 +1,4 @@
-import { and, eq, inArray, sql } from 'drizzle-orm';
+import { and, eq, gte, inArray, lt, notInArray, sql } from 'drizzle-orm';
 import type { PgColumn } from 'drizzle-orm/pg-core';
 import { documentTypes, type DocumentType } from '../oura/registry.js';
 import type { Db } from './index.js';
@@ -83,6 +83,25 @@ export function createDocumentsRepo(db: Db) {
         .delete(table)
         .where(and(eq(table.user_id, userId), inArray(table.id, ids)))
         .returning({ id: table.id });
+      return rows.length;
+    },
+
+    /**
+     * Removes the user's documents of a type whose collection date falls in
+     * [startDay, endDay) and that are not in `keep`: what Oura no longer
+     * returns for a window it was asked about. Types without a date field
+     * (ring_configuration) compare against every stored document.
+     */
+    async removeMissing(type: DocumentType, userId: string, window: { startDay: string; endDay: string } | null, keep: string[]): Promise<number> {
+      const table = documentTables[type];
+      const field = documentTypes[type].dateField;
+      const conds = [eq(table.user_id, userId)];
+      if (field && window) {
+        const column = (table as unknown as Record<string, PgColumn>)[field]!;
+        conds.push(gte(column, window.startDay), lt(column, window.endDay));
+      }
+      if (keep.length > 0) conds.push(notInArray(table.id, keep));
+      const rows = await db.delete(table).where(and(...conds)).returning({ id: table.id });
       return rows.length;
     },
   };

@@ -1,4 +1,4 @@
-import { eq, sql } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import type { Db } from './index.js';
 import { users, type UserStatus } from './schema/core.js';
 
@@ -67,6 +67,41 @@ export function createUsersRepo(db: Db) {
     /** Records a refusal retrying cannot fix (403 membership/scope, 426 app too old). */
     async recordAccessError(id: string, reason: string): Promise<void> {
       await db.update(users).set({ access_error: reason, access_error_at: new Date() }).where(eq(users.id, id));
+    },
+
+    /**
+     * Claims up to `limit` active users due for reconciliation and stamps them.
+     * Each user is due once per interval; a user's first time is spread over
+     * the interval by a hash of their id, so users are not all re-synced at once.
+     */
+    async claimDueForReconcile(intervalS: number, limit: number): Promise<string[]> {
+      const result = await db.execute<{ id: string }>(sql`
+        update oura.users set reconciled_at = now()
+        where id in (
+          select id from oura.users
+          where status = 'active'
+            and coalesce(reconciled_at, connected_at + make_interval(secs => abs(hashtext(id)) % ${intervalS}) - make_interval(secs => ${intervalS}))
+                <= now() - make_interval(secs => ${intervalS})
+          order by reconciled_at nulls first
+          limit ${limit}
+          for update skip locked
+        )
+        returning id`);
+      return result.rows.map((r) => r.id);
+    },
+
+    /** Active users and when the newest webhook arrived (for the silence alert). */
+    async webhookActivity(): Promise<{ active: number; lastWebhookAt: Date | null }> {
+      const result = await db.execute<{ active: number; last: string | null }>(sql`
+        select (select count(*)::int from oura.users where status = 'active') as active,
+               (select max(received_at) from oura.webhook_events) as last`);
+      const row = result.rows[0]!;
+      return { active: row.active, lastWebhookAt: row.last ? new Date(row.last) : null };
+    },
+
+    async isActive(id: string): Promise<boolean> {
+      const rows = await db.select({ id: users.id }).from(users).where(and(eq(users.id, id), eq(users.status, 'active'))).limit(1);
+      return rows.length > 0;
     },
   };
 }

@@ -1,4 +1,5 @@
 import type { Deps } from '../deps.js';
+import { createBackfillWorker, resumeBackfills } from './backfill.js';
 import { createEventWorker } from './event-worker.js';
 import { createMaintenanceWorker, maintenanceTasks, scheduleMaintenance } from './maintenance.js';
 import { startSweeper } from './sweeper.js';
@@ -13,14 +14,19 @@ export function startWorkers(deps: Deps) {
   });
   const tasks = maintenanceTasks(deps);
   const maintenanceWorker = createMaintenanceWorker(deps, tasks, deps.workerConnection());
+  const backfillWorker = createBackfillWorker(deps, deps.workerConnection(), Math.max(1, Math.ceil(deps.config.WORKER_CONCURRENCY / 4)));
   void eventWorker.run();
   void maintenanceWorker.run();
+  void backfillWorker.run();
   void scheduleMaintenance(deps.maintenanceQueue, tasks).catch((err: Error) =>
     deps.log.error({ err: { message: err.message } }, 'could not schedule maintenance tasks'),
   );
   // The sweeper also re-registers the schedules, in case Redis lost them.
-  const sweeper = startSweeper(deps, () => scheduleMaintenance(deps.maintenanceQueue, tasks));
-  const workers = [eventWorker, maintenanceWorker];
+  const sweeper = startSweeper(deps, async () => {
+    await scheduleMaintenance(deps.maintenanceQueue, tasks);
+    await resumeBackfills(deps);
+  });
+  const workers = [eventWorker, maintenanceWorker, backfillWorker];
   return {
     workers,
     /** Stops taking jobs and waits for those in flight. */

@@ -2,6 +2,7 @@ import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Deps } from '../deps.js';
 import { subscriptionsSyncTask } from './subscriptions-sync.js';
+import { reconcileTickTask } from './reconcile-tick.js';
 
 /** Queue of repeatable housekeeping jobs (sweeper, reconciliation, subscription renewal). */
 export const MAINTENANCE_QUEUE = 'oura-maintenance';
@@ -21,8 +22,8 @@ export interface MaintenanceTask {
  * (BullMQ job schedulers create one job per period, whatever the number of
  * worker processes).
  */
-export function maintenanceTasks(_deps: Deps): MaintenanceTask[] {
-  return [subscriptionsSyncTask];
+export function maintenanceTasks(deps: Deps): MaintenanceTask[] {
+  return [subscriptionsSyncTask, reconcileTickTask(deps)];
 }
 
 export function createMaintenanceQueue(connection: Redis, prefix: string) {

@@ -83,6 +83,8 @@ export async function startStack(
     OURA_AUTHORIZE_URL: `${sim.url}/oauth/authorize`,
     PUBLIC_BASE_URL: apiUrl,
     REDIS_KEY_PREFIX: prefix,
+    // Tests of the webhook path count requests; the backfill tests turn the load on connect back on.
+    BACKFILL_DAYS: '0',
     ...opts.env,
   };
   const deps = createDeps(testConfig(env), { prefix });

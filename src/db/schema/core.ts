@@ -40,6 +40,8 @@ export const users = oura.table(
     /** The last refusal Oura gave for this user that retrying cannot fix (403 membership/scope, 426 app too old). */
     access_error: text('access_error'),
     access_error_at: timestamp('access_error_at', { withTimezone: true, mode: 'date' }),
+    /** When reconciliation last re-synced this user. */
+    reconciled_at: timestamp('reconciled_at', { withTimezone: true, mode: 'date' }),
   },
   (t) => [check('users_status_check', sql`${t.status} in ('active', 'reauth_required', 'revoked')`)],
 );

@@ -1,0 +1,1 @@
+ALTER TABLE "oura"."users" ADD COLUMN "reconciled_at" timestamp with time zone;
