@@ -4,6 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { isDeepStrictEqual } from 'node:util';
 import { DOCUMENT_TYPES, TIME_SERIES, documentTypes } from '../src/oura/registry.js';
 import { backfillRange, isoDay, reconcileUser, SERIES_WINDOW_DAYS } from '../src/workers/backfill.js';
+import { reconcileTickTask } from '../src/workers/reconcile-tick.js';
 import { eventually, startStack, type Stack } from './helpers/stack.js';
 
 interface LogEntry {
@@ -210,11 +211,12 @@ describe('reconciliation', () => {
     // Make the user due now, as if the interval had passed.
     await stack.deps.pool.query(`update oura.users set reconciled_at = now() - interval '7 hours' where id = $1`, [userId]);
     const created = await stack.simJson('POST', `/_sim/users/${userId}/documents/daily_readiness`, { notify: false });
-    const claimed = await stack.deps.users.claimDueForReconcile(stack.deps.config.RECONCILE_INTERVAL_S, 100);
-    assert.ok(claimed.includes(userId));
-    assert.equal((await stack.deps.users.claimDueForReconcile(stack.deps.config.RECONCILE_INTERVAL_S, 100)).includes(userId), false, 'not twice');
-    const { requestReconcile } = await import('../src/workers/backfill.js');
-    await requestReconcile(stack.deps, userId);
+    const tick = reconcileTickTask(stack.deps);
+    const first = (await tick.run(stack.deps, stack.deps.log)) as { reconcile: number };
+    assert.ok(first.reconcile >= 1, 'the due user was queued');
+    const { rows } = await stack.deps.pool.query('select reconciled_at from oura.users where id = $1', [userId]);
+    assert.ok(Date.now() - new Date(rows[0].reconciled_at).getTime() < 60_000, 'stamped now');
+    assert.equal(((await tick.run(stack.deps, stack.deps.log)) as { reconcile: number }).reconcile, 0, 'not queued twice in one interval');
     await eventually('reconciled document stored', async () =>
       (await stack.deps.pool.query('select 1 from oura.daily_readiness where id = $1', [created.id])).rowCount === 1,
     );

@@ -34,9 +34,16 @@ export function createMaintenanceQueue(connection: Redis, prefix: string) {
   });
 }
 
-/** Registers (or updates) every task's schedule. Idempotent: safe from every process at start-up. */
+/**
+ * Registers every task's schedule that Redis does not hold yet (first start,
+ * or after Redis lost its data); an existing schedule with the same period is
+ * kept as it is, so re-registering never pushes a first run further out.
+ * Idempotent: safe from every process, at start-up and on every sweep.
+ */
 export async function scheduleMaintenance(queue: Queue, tasks: MaintenanceTask[]): Promise<void> {
   for (const t of tasks) {
+    const existing = await queue.getJobScheduler(t.name);
+    if (existing && existing.every === t.everyMs) continue;
     const startDate = t.firstRunAfterMs ? { startDate: Date.now() + t.firstRunAfterMs } : {};
     await queue.upsertJobScheduler(t.name, { every: t.everyMs, ...startDate }, { name: t.name, data: {} });
   }

@@ -12,6 +12,7 @@ export function reconcileTickTask(deps: Deps): MaintenanceTask {
   return {
     name: 'reconcile-tick',
     everyMs,
+    firstRunAfterMs: everyMs,
     run: async (d, log) => {
       const due = await d.users.claimDueForReconcile(d.config.RECONCILE_INTERVAL_S, 500);
       for (const userId of due) await requestReconcile(d, userId);

@@ -1,0 +1,256 @@
+#!/usr/bin/env node
+import type { Config } from '../config.js';
+import type { Deps } from '../deps.js';
+import { plural, progress, table, when } from './format.js';
+
+/**
+ * The operator's command line: `oura-ingest <command>` (or `npm run cli --
+ * <command>`). Commands call the same operations as the admin API
+ * (src/admin/). Exit codes: 0 done, 1 the operation failed, 2 bad input or
+ * configuration. The service's modules are imported only once a command is
+ * known to run, so `help` and bad input answer at once.
+ */
+
+class UsageError extends Error {}
+
+interface Options {
+  json: boolean;
+  limit?: number;
+}
+
+interface Command {
+  usage: string;
+  summary: string;
+  /** Positional arguments after the command words: [min, max]. */
+  args: [number, number];
+  run: (deps: Deps, args: string[], opts: Options) => Promise<number>;
+}
+
+const out = (s: string) => process.stdout.write(s);
+const json = (v: unknown) => out(`${JSON.stringify(v, null, 2)}\n`);
+
+const COMMANDS: Record<string, Command> = {
+  'users list': {
+    usage: 'users list',
+    summary: 'connected users with status and last activity',
+    args: [0, 0],
+    async run(deps, _args, opts) {
+      const { listUsers } = await import('../admin/users.js');
+      const users = await listUsers(deps);
+      if (opts.json) json(users);
+      else if (users.length === 0) out('no users\n');
+      else {
+        out(
+          table(
+            ['USER', 'STATUS', 'CONNECTED', 'LAST WEBHOOK', 'LAST FETCH', 'REASON'],
+            users.map((u) => [u.id, u.status, when(u.connected_at), when(u.last_webhook_at), when(u.last_fetch_at), u.status_reason]),
+          ),
+        );
+      }
+      return 0;
+    },
+  },
+  'users delete': {
+    usage: 'users delete <user-id>',
+    summary: "disconnect a user: revoke the token at Oura, delete the user's tokens and data",
+    args: [1, 1],
+    async run(deps, [userId], opts) {
+      const { disconnectUser } = await import('../admin/users.js');
+      const r = await disconnectUser(deps, { userId: userId!, onProgress: (step) => process.stderr.write(`${step}…\n`) });
+      if (opts.json) json(r);
+      else {
+        const revoked = r.revoked ? 'token revoked at Oura' : 'token NOT revoked at Oura (see the log)';
+        out(`disconnected ${r.user_id}: ${revoked}, ${plural(r.deleted_rows, 'row')} deleted\n`);
+      }
+      return 0;
+    },
+  },
+  'subscriptions list': {
+    usage: 'subscriptions list',
+    summary: "the application's webhook subscriptions at Oura",
+    args: [0, 0],
+    async run(deps, _args, opts) {
+      const { listSubscriptions } = await import('../admin/subscriptions.js');
+      const subs = await listSubscriptions(deps);
+      if (opts.json) json(subs);
+      else if (subs.length === 0) out('no subscriptions (run: subscriptions sync)\n');
+      else {
+        out(
+          table(
+            ['DATA TYPE', 'EVENT', 'EXPIRES', 'ID', 'CALLBACK'],
+            subs.map((s) => [s.data_type, s.event_type, when(s.expiration_time), s.id, s.ours ? s.callback_url : `${s.callback_url} (not ours)`]),
+          ),
+        );
+        out(`${plural(subs.length, 'subscription')}\n`);
+      }
+      return 0;
+    },
+  },
+  'subscriptions sync': {
+    usage: 'subscriptions sync',
+    summary: 'one subscription per ingested (event type, data type); renew what expires within 7 days',
+    args: [0, 0],
+    async run(deps, _args, opts) {
+      const { syncAppSubscriptions } = await import('../admin/subscriptions.js');
+      const r = await syncAppSubscriptions(deps, { onProgress: progress('syncing subscriptions') });
+      if (opts.json) json(r);
+      else {
+        const changes = (['created', 'replaced', 'renewed', 'removed'] as const).flatMap((what) =>
+          r[what].map((s) => [what, s.data_type, s.event_type, when(s.expiration_time), s.id]),
+        );
+        if (changes.length > 0) out(table(['CHANGE', 'DATA TYPE', 'EVENT', 'EXPIRES', 'ID'], changes));
+        for (const f of r.failed) out(`failed: ${f.data_type}/${f.event_type}: ${f.error}\n`);
+        out(
+          `created ${r.created.length}, replaced ${r.replaced.length}, renewed ${r.renewed.length}, ` +
+            `removed ${r.removed.length}, unchanged ${r.unchanged.length}, failed ${r.failed.length}\n`,
+        );
+      }
+      if (r.failed.length > 0) {
+        process.stderr.write(`error: ${plural(r.failed.length, 'subscription')} could not be synced; first: ${r.failed[0]!.error}\n`);
+        return 1;
+      }
+      return 0;
+    },
+  },
+  'failed list': {
+    usage: 'failed list [--limit N]',
+    summary: 'dead letters: event jobs that failed for good',
+    args: [0, 0],
+    async run(deps, _args, opts) {
+      const { listFailed } = await import('../admin/failed.js');
+      const r = await listFailed(deps, { limit: opts.limit });
+      if (opts.json) json(r);
+      else if (r.total === 0) out('no failed jobs\n');
+      else {
+        out(
+          table(
+            ['JOB', 'EVENT', 'DATA TYPE', 'USER', 'OBJECT', 'ATTEMPTS', 'FAILED AT', 'REASON'],
+            r.failed.map((f) => [
+              f.job_id,
+              f.event?.event_type,
+              f.event?.data_type,
+              f.event?.user_id,
+              f.event?.object_id,
+              f.attempts_made,
+              when(f.failed_at),
+              f.failed_reason,
+            ]),
+          ),
+        );
+        out(`${r.failed.length} of ${plural(r.total, 'failed job')}\n`);
+      }
+      return 0;
+    },
+  },
+  'failed replay': {
+    usage: 'failed replay [job-id…]',
+    summary: 'queue failed jobs again (all of them when no id is given)',
+    args: [0, Infinity],
+    async run(deps, ids, opts) {
+      const { replayFailed } = await import('../admin/failed.js');
+      const r = await replayFailed(deps, { ids: ids.length > 0 ? ids : undefined, onProgress: progress('replaying') });
+      if (opts.json) json(r);
+      else out(`replayed ${plural(r.replayed, 'job')}\n`);
+      return 0;
+    },
+  },
+};
+
+function help(): string {
+  const width = Math.max(...Object.values(COMMANDS).map((c) => c.usage.length), 'help'.length);
+  const lines = Object.values(COMMANDS).map((c) => `  ${c.usage.padEnd(width)}  ${c.summary}`);
+  return [
+    'usage: oura-ingest <command> [--json]   (or: npm run cli -- <command>)',
+    '',
+    'commands:',
+    ...lines,
+    `  ${'help'.padEnd(width)}  this text`,
+    '',
+    'options:',
+    '  --json       print JSON instead of tables',
+    '  --limit N    failed list: at most N jobs (default 100)',
+    '',
+    'Configuration comes from the environment, as for the service (DATABASE_URL, REDIS_URL, …).',
+    'Exit codes: 0 done, 1 the operation failed, 2 bad input or configuration.',
+    '',
+  ].join('\n');
+}
+
+function parse(argv: string[]): { command: 'help' } | { command: Command; args: string[]; opts: Options } {
+  const words: string[] = [];
+  const opts: Options = { json: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--json') opts.json = true;
+    else if (a === '--help' || a === '-h') return { command: 'help' };
+    else if (a === '--limit' || a.startsWith('--limit=')) {
+      const v = a === '--limit' ? argv[++i] : a.slice('--limit='.length);
+      const n = Number(v);
+      if (!v || !Number.isInteger(n) || n < 1 || n > 1000) throw new UsageError('--limit expects a whole number from 1 to 1000');
+      opts.limit = n;
+    } else if (a.startsWith('-')) throw new UsageError(`unknown option ${a}`);
+    else words.push(a);
+  }
+  if (words.length === 0) throw new UsageError('no command given');
+  if (words[0] === 'help') return { command: 'help' };
+  const name = words.slice(0, 2).join(' ');
+  const command = COMMANDS[name];
+  if (!command) {
+    const group = Object.keys(COMMANDS).filter((k) => k.startsWith(`${words[0]} `));
+    if (group.length > 0) {
+      const subs = group.map((k) => k.split(' ')[1]).join(', ');
+      throw new UsageError(words[1] ? `unknown ${words[0]} command "${words[1]}" (one of: ${subs})` : `${words[0]} needs a command: ${subs}`);
+    }
+    throw new UsageError(`unknown command "${words[0]}"`);
+  }
+  const args = words.slice(2);
+  const [min, max] = command.args;
+  if (args.length < min) throw new UsageError(`missing argument: ${command.usage}`);
+  if (args.length > max) throw new UsageError(`too many arguments: ${command.usage}`);
+  return { command, args, opts };
+}
+
+/** One line for any error: what an operator can act on, never a stack. */
+function describe(err: unknown): string {
+  const e = err as { name?: string; message?: string; code?: string };
+  if (e.name === 'OuraApiError') return `Oura: ${e.message}`;
+  const message = (e.message ?? String(err)).split('\n')[0]!.trim();
+  return message || e.code || 'unexpected error';
+}
+
+/** The service logs at info; the CLI only wants warnings and worse unless asked for more. */
+const cliLogLevel = (level: Config['LOG_LEVEL']) => (level === 'info' ? 'warn' : level);
+
+async function main(argv: string[]): Promise<number> {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`error: ${err.message} (see: oura-ingest help)\n`);
+    return 2;
+  }
+  if (parsed.command === 'help') {
+    out(help());
+    return 0;
+  }
+  const { loadConfig, orExit } = await import('../config.js');
+  const config = orExit(() => loadConfig());
+  const [{ createDeps }, { createLogger }, { default: pino }] = await Promise.all([
+    import('../deps.js'),
+    import('../logger.js'),
+    import('pino'),
+  ]);
+  const log = createLogger(cliLogLevel(config.LOG_LEVEL), pino.destination({ dest: 2, sync: true }));
+  const deps = createDeps(config, { log, dbPoolSize: 2 });
+  try {
+    return await parsed.command.run(deps, parsed.args, parsed.opts);
+  } catch (err) {
+    process.stderr.write(`error: ${describe(err)}\n`);
+    return 1;
+  } finally {
+    await deps.close();
+  }
+}
+
+process.exit(await main(process.argv.slice(2)));
