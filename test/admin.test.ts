@@ -8,6 +8,7 @@ import { eventually, startStack, type Stack } from './helpers/stack.js';
 const ADMIN_ROUTES: Array<[method: string, path: string, body?: unknown]> = [
   ['GET', '/admin/users'],
   ['DELETE', '/admin/users/some-user'],
+  ['POST', '/admin/users/some-user/backfill', { days: 3 }],
   ['GET', '/admin/failed'],
   ['POST', '/admin/failed/replay', {}],
   ['GET', '/admin/subscriptions'],
@@ -117,7 +118,7 @@ describe('admin API', () => {
     assert.equal(res.status, 200);
     const user = res.body.users.find((u: { id: string }) => u.id === userId);
     assert.ok(user, 'the connected user is listed');
-    assert.deepEqual(Object.keys(user).sort(), ['connected_at', 'id', 'last_fetch_at', 'last_webhook_at', 'status', 'status_reason']);
+    assert.deepEqual(Object.keys(user).sort(), ['access_error', 'backfill', 'connected_at', 'id', 'last_fetch_at', 'last_webhook_at', 'status', 'status_reason']);
     assert.equal(user.status, 'active');
     assert.equal(user.status_reason, null);
     for (const field of ['connected_at', 'last_webhook_at', 'last_fetch_at']) {
@@ -270,5 +271,32 @@ describe('admin API', () => {
     await stack.simJson('DELETE', '/_sim/faults');
     assert.deepEqual((await admin('POST', '/admin/failed/replay', {})).body, { replayed: 2 });
     for (const doc of docs) await eventually('replayed document stored', () => documentRow('daily_sleep', doc.id));
+  });
+  test('backfill on demand: starts for a known user, progress shows in GET /admin/users; bad input is refused', async () => {
+    const { id: simUser } = await stack.simJson('POST', '/_sim/users', { historyDays: 4 });
+    const userId = await stack.connectUser(simUser);
+    const started = await admin('POST', `/admin/users/${userId}/backfill`, { days: 3 });
+    assert.equal(started.status, 202, JSON.stringify(started.body));
+    assert.deepEqual(started.body, { user_id: userId, days: 3, status: 'started' });
+    const done = await eventually('backfill listed as done', async () => {
+      const res = await admin('GET', '/admin/users');
+      const u = (res.body.users as Array<{ id: string; backfill: { status: string } | null }>).find((x) => x.id === userId);
+      return u?.backfill?.status === 'done' ? u : null;
+    }, { timeoutMs: 30_000 });
+    const b = (done as unknown as { backfill: { types_done: number; types_total: number; items: number; requests: number } }).backfill;
+    assert.equal(b.types_done, 18);
+    assert.equal(b.types_total, 18);
+    assert.ok(b.items > 0 && b.requests > 0);
+    const { rows } = await stack.deps.pool.query<{ n: number }>('select count(*)::int as n from oura.daily_sleep where user_id = $1', [userId]);
+    assert.ok(rows[0]!.n >= 3, 'history landed');
+
+    const unknown = await admin('POST', '/admin/users/nobody/backfill', { days: 3 });
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.body.code, 'not_found');
+    for (const body of [{ days: 0 }, { days: 'ten' }, { days: 5000 }, { weeks: 2 }]) {
+      const bad = await admin('POST', `/admin/users/${userId}/backfill`, body);
+      assert.equal(bad.status, 400, JSON.stringify(body));
+      assert.equal(bad.body.code, 'invalid_body');
+    }
   });
 });

@@ -72,11 +72,11 @@ describe('CLI (npm run cli -- <command>)', { concurrency: true }, () => {
       cli(['users', 'delete', 'nobody']),
     ]);
     assert.equal(help.code, 0);
-    for (const c of ['users list', 'users delete <user-id>', 'subscriptions list', 'subscriptions sync', 'failed list', 'failed replay', '--json']) {
+    for (const c of ['users list', 'users backfill <user-id>', 'users delete <user-id>', 'subscriptions list', 'subscriptions sync', 'failed list', 'failed replay', '--json']) {
       assert.ok(help.stdout.includes(c), `help mentions ${c}`);
     }
     assertOneLineError(unknown, 2, /^error: unknown command "frobnicate"/, 'unknown command');
-    assertOneLineError(group, 2, /^error: users needs a command: list, delete/, 'group without command');
+    assertOneLineError(group, 2, /^error: users needs a command: list, backfill, delete/, 'group without command');
     assertOneLineError(missing, 2, /^error: missing argument: users delete <user-id>/, 'missing id');
     assertOneLineError(option, 2, /^error: unknown option --verbose/, 'unknown option');
     assertOneLineError(config, 2, /^config: DATABASE_URL is required but not set/, 'missing configuration');
@@ -153,5 +153,19 @@ describe('CLI (npm run cli -- <command>)', { concurrency: true }, () => {
     const stored = await eventually('replayed document stored', () => documentRow('workout', doc.id));
     assert.deepEqual(stored.document, doc);
     assert.equal(await stack.deps.queue.getFailedCount(), 0);
+  });
+  test('users backfill waits and shows progress; bad --days is refused', async () => {
+    const { id: simUser } = await stack.simJson('POST', '/_sim/users', { historyDays: 3 });
+    const userId = await stack.connectUser(simUser);
+    const [run, bad, nobody] = await Promise.all([
+      cli(['users', 'backfill', userId, '--days', '2']),
+      cli(['users', 'backfill', userId, '--days', 'lots']),
+      cli(['users', 'backfill', 'nobody', '--detach']),
+    ]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /^backfill done: 18\/18 types, \d+\/\d+ windows, \d+ items, \d+ requests\n$/);
+    assert.match(run.stderr, /^backfill [^:]+: /m, 'progress on stderr');
+    assertOneLineError(bad, 2, /^error: --days expects a whole number from 1 to 3650/, 'bad --days');
+    assertOneLineError(nobody, 1, /^error: no user nobody$/m, 'unknown user');
   });
 });

@@ -16,6 +16,8 @@ class UsageError extends Error {}
 interface Options {
   json: boolean;
   limit?: number;
+  days?: number;
+  detach?: boolean;
 }
 
 interface Command {
@@ -48,6 +50,44 @@ const COMMANDS: Record<string, Command> = {
         );
       }
       return 0;
+    },
+  },
+  'users backfill': {
+    usage: 'users backfill <user-id> [--days N] [--detach]',
+    summary: 'load the last N days (default BACKFILL_DAYS) of every data type again; waits and shows progress',
+    args: [1, 1],
+    async run(deps, [userId], opts) {
+      const { backfillUser, backfillProgressOf } = await import('../admin/users.js');
+      const { defaultBackfillDays } = await import('../admin/users.js');
+      const days = opts.days ?? defaultBackfillDays(deps);
+      await backfillUser(deps, { userId: userId!, days });
+      if (opts.detach) {
+        if (opts.json) json({ user_id: userId, days, status: 'started' });
+        else out(`backfill of ${days} days started for ${userId}\n`);
+        return 0;
+      }
+      // Progress on stderr until every data type is done; the workers do the loading.
+      let last = '';
+      let lastChange = Date.now();
+      for (;;) {
+        const p = await backfillProgressOf(deps, userId!);
+        const line = p ? `${p.types_done}/${p.types_total} types, ${p.windows_done}/${p.windows_total} windows, ${p.items} items, ${p.requests} requests` : 'starting';
+        if (line !== last) {
+          process.stderr.write(`backfill ${userId}: ${line}\n`);
+          last = line;
+          lastChange = Date.now();
+        }
+        if (p && p.status !== 'running') {
+          if (opts.json) json(p);
+          else out(`backfill ${p.status}: ${line}${p.failed.length ? `; failed: ${p.failed.map((f) => `${f.data_type} (${f.error})`).join(', ')}` : ''}\n`);
+          return p.status === 'done' ? 0 : 1;
+        }
+        if (Date.now() - lastChange > 120_000) {
+          process.stderr.write('no progress for 2 minutes: are the workers running? (the backfill stays queued)\n');
+          return 1;
+        }
+        await new Promise((r) => setTimeout(r, 1000));
+      }
     },
   },
   'users delete': {
@@ -169,6 +209,8 @@ function help(): string {
     'options:',
     '  --json       print JSON instead of tables',
     '  --limit N    failed list: at most N jobs (default 100)',
+    '  --days N     users backfill: days of history to load (default BACKFILL_DAYS)',
+    '  --detach     users backfill: start it and return without waiting',
     '',
     'Configuration comes from the environment, as for the service (DATABASE_URL, REDIS_URL, …).',
     'Exit codes: 0 done, 1 the operation failed, 2 bad input or configuration.',
@@ -188,7 +230,13 @@ function parse(argv: string[]): { command: 'help' } | { command: Command; args: 
       const n = Number(v);
       if (!v || !Number.isInteger(n) || n < 1 || n > 1000) throw new UsageError('--limit expects a whole number from 1 to 1000');
       opts.limit = n;
-    } else if (a.startsWith('-')) throw new UsageError(`unknown option ${a}`);
+    } else if (a === '--days' || a.startsWith('--days=')) {
+      const v = a === '--days' ? argv[++i] : a.slice('--days='.length);
+      const n = Number(v);
+      if (!v || !Number.isInteger(n) || n < 1 || n > 3650) throw new UsageError('--days expects a whole number from 1 to 3650');
+      opts.days = n;
+    } else if (a === '--detach') opts.detach = true;
+    else if (a.startsWith('-')) throw new UsageError(`unknown option ${a}`);
     else words.push(a);
   }
   if (words.length === 0) throw new UsageError('no command given');

@@ -39,6 +39,7 @@ export function createAdminRepo(db: Db) {
           connected_at: users.connected_at,
           last_webhook_at: users.last_webhook_at,
           last_fetch_at: users.last_fetch_at,
+          access_error: users.access_error,
         })
         .from(users)
         .orderBy(asc(users.connected_at), asc(users.id));

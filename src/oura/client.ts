@@ -79,8 +79,10 @@ export function classifyResponse(status: number, headers: Headers, body: string,
     const resetAt = headerNumber(headers, 'x-ratelimit-reset');
     const tierHeader = headers.get('x-ratelimit-tier')?.toLowerCase();
     const tier: RateLimitTier = tierHeader === 'token' ? 'token' : 'application';
+    // Retry-After says when to retry; X-RateLimit-Reset is when the whole window is
+    // empty again, which is later. Only without Retry-After do we wait for the reset.
     const fromReset = resetAt !== null ? resetAt * 1000 - Date.now() : null;
-    const retryAfterMs = Math.max(retryAfterS !== null ? retryAfterS * 1000 : 0, fromReset ?? 0) || 1000;
+    const retryAfterMs = Math.max(retryAfterS !== null ? retryAfterS * 1000 : (fromReset ?? 1000), 1000);
     return new OuraApiError(`${what}: rate limited (${tier} tier)`, status, true, {
       code: 'rate_limited',
       retryAfterMs,

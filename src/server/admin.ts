@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { listFailed, replayFailed } from '../admin/failed.js';
 import { listSubscriptions, syncAppSubscriptions } from '../admin/subscriptions.js';
-import { disconnectUser, listUsers } from '../admin/users.js';
+import { backfillUser, defaultBackfillDays, disconnectUser, listUsers } from '../admin/users.js';
 import { safeEqual } from '../crypto.js';
 import type { Deps } from '../deps.js';
 import { OuraApiError } from '../oura/client.js';
@@ -10,7 +10,7 @@ import { AppError } from './errors.js';
 
 export interface AdminRoutesOptions {
   adminToken: string;
-  deps: Pick<Deps, 'admin' | 'users' | 'cipher' | 'oura' | 'queue' | 'subscriptions' | 'config' | 'log'>;
+  deps: Deps;
 }
 
 const ReplayBody = z.object({ ids: z.array(z.string().min(1).max(200)).max(10_000).optional() }).strict();
@@ -37,6 +37,9 @@ async function viaOura<T>(what: string, fn: () => Promise<T>): Promise<T> {
  * <ADMIN_TOKEN>`. Routes stay thin: the operations live in src/admin/ and are
  * shared with the CLI.
  */
+/** `{"days": N}`: how much history to load (default BACKFILL_DAYS). */
+const BackfillBody = z.object({ days: z.number().int().min(1).max(3650).optional() }).strict();
+
 export async function adminRoutes(app: FastifyInstance, opts: AdminRoutesOptions) {
   const { deps } = opts;
 
@@ -49,6 +52,17 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRoutesOptions
   });
 
   app.get('/users', async () => ({ users: await listUsers(deps) }));
+
+  app.post('/users/:userId/backfill', async (req, reply) => {
+    const { userId } = req.params as { userId: string };
+    const body = BackfillBody.safeParse(req.body ?? {});
+    if (!body.success) {
+      const issue = body.error.issues[0]!;
+      throw new AppError('invalid_body', `${issue.path.join('.') || 'body'}: ${issue.message}`);
+    }
+    const started = await backfillUser(deps, { userId, days: body.data.days ?? defaultBackfillDays(deps) });
+    return reply.code(202).send({ ...started, status: 'started' });
+  });
 
   app.delete('/users/:userId', async (req) => {
     const { userId } = req.params as { userId: string };

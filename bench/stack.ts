@@ -1,0 +1,323 @@
+/**
+ * The benchmark's stack: a fresh database, a Redis key prefix, the simulator
+ * in this process, and the service as separate processes (`src/main.ts api`
+ * and N × `src/main.ts worker`), exactly as deployed. Adapted from
+ * test/helpers/stack.ts, with what a benchmark needs on top: many users
+ * connected quickly, process CPU readings, and a clean teardown.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import type { RateLimit } from '../src/config.js';
+import { loadConfig } from '../src/config.js';
+import { createPool } from '../src/db/index.js';
+import { runMigrations } from '../src/db/migrate.js';
+import { createDeps } from '../src/deps.js';
+import { buildApp } from '../src/server/app.js';
+import { startSimulator } from '../src/sim/index.js';
+import { EVENTS_QUEUE } from '../src/workers/queues.js';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+const SECRETS = {
+  OURA_CLIENT_ID: 'bench-client-id',
+  OURA_CLIENT_SECRET: 'bench-client-secret-0123456789',
+  OURA_WEBHOOK_VERIFICATION_TOKEN: 'bench-verification-token',
+  TOKEN_ENCRYPTION_KEY: Buffer.alloc(32, 9).toString('base64'),
+  ADMIN_TOKEN: 'bench-admin-token-0123456789',
+};
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export async function eventually<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 30_000, intervalMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/** CPU seconds (user + system) a process has used so far; null once it is gone. */
+export function processCpuS(pid: number | undefined): number | null {
+  if (!pid) return null;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in USER_HZ (100 on Linux)
+  } catch {
+    return null;
+  }
+}
+
+/** Machine-wide CPU counters (jiffies): busy and total, from /proc/stat. */
+export function machineCpu(): { busy: number; total: number } | null {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
+    const v = line.trim().split(/\s+/).slice(1).map(Number);
+    const total = v.reduce((a, b) => a + b, 0);
+    const idle = (v[3] ?? 0) + (v[4] ?? 0);
+    return { busy: total - idle, total };
+  } catch {
+    return null;
+  }
+}
+
+export interface BenchStackOptions {
+  limit: RateLimit;
+  workers: number;
+  workerConcurrency?: number;
+  logLevel: string;
+  /** Admin connection (creates and drops the benchmark's database). */
+  adminDatabaseUrl: string;
+  redisUrl: string;
+}
+
+export async function startBenchStack(opts: BenchStackOptions) {
+  const tag = randomBytes(4).toString('hex');
+  const dbName = `oura_bench_${tag}`;
+  const prefix = `bench-${tag}`;
+  const cleanups: Array<() => Promise<unknown>> = [];
+  const cleanup = async () => {
+    for (const c of cleanups.reverse()) await c().catch((err: Error) => process.stderr.write(`cleanup: ${err.message}\n`));
+    cleanups.length = 0;
+  };
+
+  try {
+    // Database with every migration applied.
+    const admin = new pg.Client({ connectionString: opts.adminDatabaseUrl });
+    await admin.connect();
+    await admin.query(`create database ${dbName}`);
+    await admin.end();
+    cleanups.push(async () => {
+      const c = new pg.Client({ connectionString: opts.adminDatabaseUrl });
+      await c.connect();
+      await c.query(`drop database if exists ${dbName} with (force)`);
+      await c.end();
+    });
+    const dbUrl = new URL(opts.adminDatabaseUrl);
+    dbUrl.pathname = `/${dbName}`;
+    const databaseUrl = dbUrl.toString();
+    const pool = createPool({ url: databaseUrl, max: 4 });
+    cleanups.push(() => pool.end());
+    await runMigrations(pool);
+
+    const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: 2 });
+    cleanups.push(async () => {
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+        cursor = next;
+        if (keys.length) await redis.del(...keys);
+      } while (cursor !== '0');
+      await redis.quit();
+    });
+
+    // The simulator: Oura. No limit while users connect; the budget is set before the traces.
+    const sim = await startSimulator({
+      clientId: SECRETS.OURA_CLIENT_ID,
+      clientSecret: SECRETS.OURA_CLIENT_SECRET,
+      port: 0,
+      host: '127.0.0.1',
+      appLimit: null,
+    });
+    cleanups.push(() => sim.close());
+
+    const apiPort = await freePort();
+    const apiUrl = `http://127.0.0.1:${apiPort}`;
+    const env: Record<string, string> = {
+      ...SECRETS,
+      DATABASE_URL: databaseUrl,
+      REDIS_URL: opts.redisUrl,
+      OURA_API_BASE_URL: sim.url,
+      OURA_AUTHORIZE_URL: `${sim.url}/oauth/authorize`,
+      PUBLIC_BASE_URL: apiUrl,
+      REDIS_KEY_PREFIX: prefix,
+      OURA_APP_RATE_LIMIT: `${opts.limit.limit}/${opts.limit.windowS}`,
+      LOG_LEVEL: opts.logLevel,
+      // The webhook pipeline alone: no historical load on connect, no periodic re-sync
+      // (both run at background priority on the same budget and would blur the counts).
+      BACKFILL_DAYS: '0',
+      RECONCILE_INTERVAL_S: String(30 * 86_400),
+      ...(opts.workerConcurrency ? { WORKER_CONCURRENCY: String(opts.workerConcurrency) } : {}),
+    };
+
+    const children: Array<{ role: string; child: ChildProcess; stderr: () => string }> = [];
+    cleanups.push(async () => {
+      await Promise.all(
+        children.map(({ child }) => {
+          if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+          return new Promise<void>((resolve) => {
+            const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
+            child.once('exit', () => {
+              clearTimeout(kill);
+              resolve();
+            });
+            child.kill('SIGTERM');
+          });
+        }),
+      );
+    });
+    function spawnProcess(mode: 'api' | 'worker', extra: Record<string, string> = {}) {
+      const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/main.ts'), mode], {
+        cwd: repoRoot,
+        env: { PATH: process.env.PATH ?? '', ...env, ...extra },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      const keep = (d: Buffer) => {
+        stderr = (stderr + d.toString()).slice(-8000);
+      };
+      child.stdout?.on('data', keep);
+      child.stderr?.on('data', keep);
+      child.on('exit', (code, signal) => {
+        if (code || (signal && signal !== 'SIGTERM')) process.stderr.write(`[${mode} ${child.pid} exited ${code ?? signal}] ${stderr}\n`);
+      });
+      children.push({ role: mode, child, stderr: () => stderr });
+      return child;
+    }
+
+    // The service, as deployed: one api process and N worker processes.
+    spawnProcess('api', { PORT: String(apiPort), HOST: '127.0.0.1' });
+    for (let i = 0; i < opts.workers; i++) spawnProcess('worker');
+
+    // Users connect through the real OAuth flow, but through a setup-only api in this
+    // process with its own key prefix and no tight limit, so connecting a hundred users
+    // costs seconds and none of the measured budget.
+    const setupPort = await freePort();
+    const setupUrl = `http://127.0.0.1:${setupPort}`;
+    const setupDeps = createDeps(
+      loadConfig({ ...env, PUBLIC_BASE_URL: setupUrl, REDIS_KEY_PREFIX: `${prefix}-setup`, OURA_APP_RATE_LIMIT: '1000000/1', LOG_LEVEL: 'warn' }),
+      { prefix: `${prefix}-setup` },
+    );
+    const setupApp = await buildApp(setupDeps);
+    await setupApp.listen({ port: setupPort, host: '127.0.0.1' });
+    let setupClosed = false;
+    const closeSetup = async () => {
+      if (setupClosed) return;
+      setupClosed = true;
+      await setupApp.close();
+      await setupDeps.close();
+    };
+    cleanups.push(closeSetup);
+
+    let connected = 0;
+    /** /oauth/start → simulator consent (a new simulated user) → /oauth/callback. */
+    async function connectUser(): Promise<string> {
+      // The connect routes allow 60 a minute per client address; each user is its own browser.
+      const n = ++connected;
+      const headers = { 'x-forwarded-for': `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}` };
+      const start = await fetch(`${setupUrl}/oauth/start`, { redirect: 'manual', headers });
+      if (start.status !== 302) throw new Error(`/oauth/start → ${start.status}: ${await start.text()}`);
+      const consent = await fetch(start.headers.get('location')!, { redirect: 'manual' });
+      if (consent.status !== 302) throw new Error(`authorize → ${consent.status}: ${await consent.text()}`);
+      const callback = await fetch(consent.headers.get('location')!, { redirect: 'manual', headers });
+      const body = (await callback.json()) as { user_id?: string };
+      if (callback.status !== 200 || !body.user_id) throw new Error(`/oauth/callback → ${callback.status}: ${JSON.stringify(body)}`);
+      return body.user_id;
+    }
+    async function connectUsers(n: number, parallel = 8): Promise<string[]> {
+      const ids: string[] = new Array(n);
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: Math.min(parallel, n) }, async () => {
+          while (next < n) {
+            const i = next++;
+            ids[i] = await connectUser();
+          }
+        }),
+      );
+      return ids;
+    }
+
+    async function simJson(method: string, route: string, body?: unknown): Promise<any> {
+      const res = await fetch(`${sim.url}${route}`, {
+        method,
+        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await res.text();
+      if (res.status >= 400) throw new Error(`sim ${method} ${route} → ${res.status}: ${text}`);
+      return text ? JSON.parse(text) : null;
+    }
+
+    /** One subscription per (event_type, data_type), verified by the simulator against the api process. */
+    async function subscribeAll(dataTypes: readonly string[]): Promise<void> {
+      for (const data_type of dataTypes) {
+        for (const event_type of ['create', 'update', 'delete']) {
+          const res = await fetch(`${sim.url}/v2/webhook/subscription`, {
+            method: 'POST',
+            headers: {
+              'content-type': 'application/json',
+              'x-client-id': SECRETS.OURA_CLIENT_ID,
+              'x-client-secret': SECRETS.OURA_CLIENT_SECRET,
+            },
+            body: JSON.stringify({
+              callback_url: `${apiUrl}/webhooks/oura`,
+              verification_token: SECRETS.OURA_WEBHOOK_VERIFICATION_TOKEN,
+              event_type,
+              data_type,
+            }),
+          });
+          if (res.status !== 201) throw new Error(`subscription ${event_type}/${data_type} → ${res.status}: ${await res.text()}`);
+        }
+      }
+    }
+
+    const queueConnection = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
+    const queue = new Queue(EVENTS_QUEUE, { connection: queueConnection, prefix });
+    cleanups.push(async () => {
+      await queue.close();
+      await queueConnection.quit();
+    });
+
+    /** Waits until the api answers /readyz and every worker process is listening on the queue. */
+    async function ready(): Promise<void> {
+      await eventually('api ready', async () => (await fetch(`${apiUrl}/readyz`)).status === 200, 60_000, 200);
+      await eventually(`${opts.workers} worker processes`, async () => (await queue.getWorkersCount()) >= opts.workers, 60_000, 200);
+    }
+
+    return {
+      sim,
+      pool,
+      redis,
+      queue,
+      prefix,
+      dbName,
+      apiUrl,
+      env,
+      children,
+      simJson,
+      subscribeAll,
+      connectUsers,
+      closeSetup,
+      ready,
+      close: cleanup,
+    };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}
+export type BenchStack = Awaited<ReturnType<typeof startBenchStack>>;
