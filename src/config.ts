@@ -44,6 +44,8 @@ export const Config = z
     WEBHOOK_MAX_AGE_S: int(1, 7 * 24 * 3600).default(7200),
     PORT: int(0, 65535).default(8080),
     HOST: z.string().min(1).default('0.0.0.0'),
+    /** `worker` processes serve /metrics and /healthz here (0: off); the api serves them on PORT. */
+    METRICS_PORT: int(0, 65535).default(9464),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     WORKER_CONCURRENCY: int(1, 1000).default(16),
     /** How long a worker may hold a job before BullMQ treats it as stalled (crashed worker) and re-runs it. */

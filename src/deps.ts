@@ -12,7 +12,7 @@ import { migrationsApplied } from './db/migrate.js';
 import { createSeriesRepo } from './db/series.js';
 import { createUsersRepo } from './db/users.js';
 import { createLogger } from './logger.js';
-import { createMetrics } from './metrics.js';
+import { createMetrics, registerCollectors } from './metrics.js';
 import { createOuraClient } from './oura/client.js';
 import { createSubscriptionsClient } from './oura/subscriptions.js';
 import { createLimiter } from './oura/limiter.js';
@@ -84,6 +84,11 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
   const maintenanceQueue = createMaintenanceQueue(queueRedis, prefix);
   maintenanceQueue.on('error', () => {});
   closers.push(() => maintenanceQueue.close());
+  registerCollectors(metrics, {
+    queues: { events: queue, backfill: backfillQueue, maintenance: maintenanceQueue },
+    backfillProgress: () => backfill.all(),
+    lastWebhookAt: () => events.lastReceivedAt(),
+  });
 
   /** A separate connection for each BullMQ worker (blocking commands). */
   function workerConnection(): Redis {

@@ -1,3 +1,4 @@
+import { createServer } from 'node:http';
 import { loadConfig, orExit } from './config.js';
 import { createDeps } from './deps.js';
 import { buildApp } from './server/app.js';
@@ -27,7 +28,21 @@ if (app) {
     process.exit(1);
   }
 }
-log.info({ port: app ? config.PORT : undefined }, 'oura-ingest started');
+// A worker-only process has no API: it serves its own metrics for Prometheus.
+const metricsServer =
+  mode === 'worker' && config.METRICS_PORT > 0
+    ? createServer((req, res) => {
+        if (req.url === '/metrics') {
+          deps.metrics.registry.metrics().then(
+            (body) => res.writeHead(200, { 'content-type': deps.metrics.registry.contentType }).end(body),
+            () => res.writeHead(500).end(),
+          );
+        } else if (req.url === '/healthz') res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+        else res.writeHead(404).end();
+      }).listen(config.METRICS_PORT, config.HOST)
+    : null;
+metricsServer?.on('error', (err) => log.error({ err: { message: err.message } }, 'metrics server could not listen'));
+log.info({ port: app ? config.PORT : undefined, metricsPort: metricsServer ? config.METRICS_PORT : undefined }, 'oura-ingest started');
 
 let stopping = false;
 async function shutdown(signal: string) {
@@ -39,6 +54,7 @@ async function shutdown(signal: string) {
     process.exit(1);
   }, SHUTDOWN_BOUND_MS);
   force.unref();
+  metricsServer?.close();
   await Promise.allSettled([app?.close(), workers?.close()]);
   await deps.close();
   log.info('stopped');

@@ -1,3 +1,4 @@
+import type { Queue, Worker } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /**
@@ -64,6 +65,135 @@ export function createMetrics() {
     help: 'Seconds since the newest webhook delivery was recorded (-1: none yet); alert when large while users are active',
     registers: [registry],
   });
-  return { registry, webhookSilence, ouraRequests, eventsProcessed, eventRequests, rateLimited, limiterWait, tokenRefreshes, deliveries };
+  const ingestLatency = new Histogram({
+    name: 'oura_ingest_ingest_latency_seconds',
+    help: 'Webhook received → its document written (or removed) in Postgres',
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900],
+    registers: [registry],
+  });
+  const jobs = new Counter({
+    name: 'oura_ingest_jobs_total',
+    help: 'Jobs finished, by queue and outcome (completed, failed, retried)',
+    labelNames: ['queue', 'outcome'] as const,
+    registers: [registry],
+  });
+  const jobDuration = new Histogram({
+    name: 'oura_ingest_job_duration_seconds',
+    help: 'Time a job ran, by queue',
+    labelNames: ['queue'] as const,
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
+    registers: [registry],
+  });
+  return { registry, webhookSilence, ingestLatency, jobs, jobDuration, ouraRequests, eventsProcessed, eventRequests, rateLimited, limiterWait, tokenRefreshes, deliveries };
 }
 export type Metrics = ReturnType<typeof createMetrics>;
+
+
+/** Counts a worker's job outcomes and durations. */
+export function observeWorker(metrics: Metrics, worker: Worker, queue: string): void {
+  worker.on('completed', (job) => {
+    metrics.jobs.inc({ queue, outcome: 'completed' });
+    if (job.processedOn && job.finishedOn) metrics.jobDuration.observe({ queue }, (job.finishedOn - job.processedOn) / 1000);
+  });
+  worker.on('failed', (job) => {
+    const final = job ? job.attemptsMade >= (job.opts.attempts ?? 1) : true;
+    metrics.jobs.inc({ queue, outcome: final ? 'failed' : 'retried' });
+    if (job?.processedOn && job.finishedOn) metrics.jobDuration.observe({ queue }, (job.finishedOn - job.processedOn) / 1000);
+  });
+}
+
+/**
+ * Gauges read at scrape time: queue depth and age of the oldest waiting job
+ * per queue, backfill progress, and seconds since the last webhook.
+ */
+export function registerCollectors(
+  metrics: Metrics,
+  sources: {
+    queues: Record<string, Queue>;
+    backfillProgress: () => Promise<Array<{ status: string; windows_done: number; windows_total: number; user_id: string }>>;
+    lastWebhookAt: () => Promise<Date | null>;
+  },
+): void {
+  const { registry } = metrics;
+  const scrapeTimeout = <T>(p: Promise<T>) =>
+    Promise.race([p, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('scrape timeout')), 2000))]);
+  new Gauge({
+    name: 'oura_ingest_queue_jobs',
+    help: 'Jobs in each queue by state',
+    labelNames: ['queue', 'state'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const [name, q] of Object.entries(sources.queues)) {
+        try {
+          const counts = await scrapeTimeout(q.getJobCounts('waiting', 'prioritized', 'delayed', 'active', 'failed'));
+          for (const [state, n] of Object.entries(counts)) this.set({ queue: name, state }, n);
+        } catch {
+          /* Redis down: no figure rather than a wrong one */
+        }
+      }
+    },
+  });
+  new Gauge({
+    name: 'oura_ingest_queue_oldest_waiting_seconds',
+    help: 'Age of the oldest job waiting to run, per queue (0 when none)',
+    labelNames: ['queue'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const [name, q] of Object.entries(sources.queues)) {
+        try {
+          const jobs = await scrapeTimeout(q.getJobs(['waiting', 'prioritized'], 0, 0, true));
+          const oldest = jobs.reduce((min, j) => Math.min(min, j.timestamp), Date.now());
+          this.set({ queue: name }, (Date.now() - oldest) / 1000);
+        } catch {
+          /* Redis down */
+        }
+      }
+    },
+  });
+  new Gauge({
+    name: 'oura_ingest_backfill_windows',
+    help: 'Backfill windows over every user and data type, by state (done, total) for backfills running or finished',
+    labelNames: ['state'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      try {
+        const rows = await scrapeTimeout(sources.backfillProgress());
+        this.set({ state: 'done' }, rows.reduce((a, r) => a + r.windows_done, 0));
+        this.set({ state: 'total' }, rows.reduce((a, r) => a + r.windows_total, 0));
+      } catch {
+        /* Postgres down */
+      }
+    },
+  });
+  new Gauge({
+    name: 'oura_ingest_backfills_running',
+    help: 'Users whose backfill is still running',
+    registers: [registry],
+    async collect() {
+      try {
+        const rows = await scrapeTimeout(sources.backfillProgress());
+        this.set(new Set(rows.filter((r) => r.status === 'running').map((r) => r.user_id)).size);
+      } catch {
+        /* Postgres down */
+      }
+    },
+  });
+  registry.removeSingleMetric('oura_ingest_seconds_since_last_webhook');
+  const silence = new Gauge({
+    name: 'oura_ingest_seconds_since_last_webhook',
+    help: 'Seconds since the newest webhook delivery was recorded (-1: none yet); alert when large while users are active',
+    registers: [registry],
+    async collect() {
+      try {
+        const last = await scrapeTimeout(sources.lastWebhookAt());
+        this.set(last ? (Date.now() - last.getTime()) / 1000 : -1);
+      } catch {
+        /* Postgres down */
+      }
+    },
+  });
+  metrics.webhookSilence = silence;
+}

@@ -109,6 +109,35 @@ describe('webhook endpoint', () => {
     }
   });
 
+  test('deliveries arriving together share writes (group commit), each answered only once its own event is stored', async () => {
+    // Count the statements the endpoint issues while 60 deliveries arrive at once, 10 of them repeats.
+    const original = deps.events.recordDeliveries;
+    let statements = 0;
+    deps.events.recordDeliveries = async (batch) => {
+      statements++;
+      return original(batch);
+    };
+    try {
+      const bodies = Array.from({ length: 50 }, () => JSON.stringify(event()));
+      const all = [...bodies, ...bodies.slice(0, 10)];
+      const responses = await Promise.all(
+        all.map((b) => app.inject({ method: 'POST', url: '/webhooks/oura', payload: b, headers: signed(b) })),
+      );
+      assert.ok(responses.every((r) => r.statusCode === 200), 'every delivery acknowledged');
+      const ids = responses.map((r) => r.json().event_id as number);
+      assert.equal(new Set(ids).size, 50, 'repeats share their event');
+      assert.equal(responses.filter((r) => r.json().status === 'accepted').length, 50);
+      assert.equal(responses.filter((r) => r.json().status === 'duplicate').length, 10);
+      for (const id of new Set(ids)) {
+        assert.equal((await deps.events.get(id))?.status, 'queued');
+        assert.ok(await deps.queue.getJob(`evt-${id}`), `job for event ${id}`);
+      }
+      assert.ok(statements < 10, `60 deliveries took ${statements} statements`);
+    } finally {
+      deps.events.recordDeliveries = original;
+    }
+  });
+
   test('bad signature, stale timestamp, malformed body and oversized body are refused and leave no trace', async () => {
     const before = await counts();
     const body = JSON.stringify(event());

@@ -88,6 +88,53 @@ export function createEventsRepo(db: Db) {
       return { id: Number(row.id), status: row.status, inserted: row.inserted };
     },
 
+    /**
+     * Records many verified deliveries in one statement (group commit): same
+     * rules as recordDelivery. Deliveries repeating one another inside the
+     * batch share one row; the result is in input order.
+     */
+    async recordDeliveries(batch: Array<{ event: IncomingEvent; supported: boolean }>): Promise<RecordedEvent[]> {
+      const keys = batch.map((b) => dedupeKey(b.event));
+      const firstIndex = new Map<string, number>();
+      keys.forEach((k, i) => {
+        if (!firstIndex.has(k)) firstIndex.set(k, i);
+      });
+      const unique = [...firstIndex.values()].map((i) => batch[i]!);
+      // One JSON parameter for the whole batch (json_to_recordset), whatever its size.
+      const rows = unique.map((b) => ({ dedupe_key: dedupeKey(b.event), ...b.event, supported: b.supported }));
+      const result = await db.execute<{ id: string; dedupe_key: string; status: EventStatus; inserted: boolean }>(sql`
+        with input as (
+          select * from json_to_recordset(${JSON.stringify(rows)}::json)
+            as t(dedupe_key text, event_type text, data_type text, object_id text, user_id text, event_time text, supported boolean)
+        ), touched as (
+          update oura.users set last_webhook_at = now()
+          where id in (select user_id from input where supported) and status <> 'revoked'
+          returning id
+        ), v as (
+          select i.*, case when not i.supported then 'unsupported_data_type'
+                           when u.id is null then 'unknown_user' end as ignored
+          from input i left join touched u on u.id = i.user_id
+        )
+        insert into oura.webhook_events
+          (dedupe_key, event_type, data_type, object_id, user_id, event_time, status, outcome, processed_at)
+        select dedupe_key, event_type, data_type, object_id, user_id, event_time::timestamptz,
+               case when ignored is null then 'queued' else 'ignored' end, ignored,
+               case when ignored is null then null else now() end
+        from v
+        on conflict (dedupe_key) do update set
+          deliveries = oura.webhook_events.deliveries + 1,
+          status = case when oura.webhook_events.status = 'done' then 'queued' else oura.webhook_events.status end,
+          outcome = case when oura.webhook_events.status = 'done' then null else oura.webhook_events.outcome end,
+          processed_at = case when oura.webhook_events.status = 'done' then null else oura.webhook_events.processed_at end
+        returning id, dedupe_key, status, (xmax = 0) as inserted`);
+      const byKey = new Map(result.rows.map((r) => [r.dedupe_key, { id: Number(r.id), status: r.status, inserted: r.inserted }]));
+      return keys.map((k, i) => {
+        const row = byKey.get(k)!;
+        // A repeat inside the batch is a duplicate of the first.
+        return firstIndex.get(k) === i ? row : { ...row, inserted: false };
+      });
+    },
+
     async get(id: number) {
       const rows = await db.select().from(webhookEvents).where(eq(webhookEvents.id, id)).limit(1);
       return rows[0] ?? null;
@@ -150,6 +197,26 @@ export function createEventsRepo(db: Db) {
         .orderBy(asc(webhookEvents.id))
         .limit(limit);
       return rows.map((r) => r.id);
+    },
+
+    /** When the newest delivery was recorded (ids grow with time). */
+    async lastReceivedAt(): Promise<Date | null> {
+      const rows = await db
+        .select({ t: webhookEvents.received_at })
+        .from(webhookEvents)
+        .orderBy(sql`${webhookEvents.id} desc`)
+        .limit(1);
+      return rows[0]?.t ?? null;
+    },
+
+    /** When the newest queued event of one user and type was recorded. */
+    async newestPending(userId: string, dataType: string): Promise<Date | null> {
+      const rows = await db
+        .select({ t: sql<Date>`max(${webhookEvents.received_at})` })
+        .from(webhookEvents)
+        .where(and(eq(webhookEvents.user_id, userId), eq(webhookEvents.data_type, dataType), eq(webhookEvents.status, 'queued')));
+      const t = rows[0]?.t;
+      return t ? new Date(t) : null;
     },
   };
 }

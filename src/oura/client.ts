@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import type { Limiter, Priority } from './limiter.js';
+import { STALE_PERMIT_MS, type Limiter, type Permit, type Priority } from './limiter.js';
 import {
   documentPath,
   documentTypes,
@@ -125,7 +125,7 @@ export interface RequestOptions {
   /** Live (webhook) work goes ahead of background (backfill, reconciliation). Default live. */
   priority?: Priority;
   /** The caller already took this request's permit from the limiter. */
-  permitted?: boolean;
+  permit?: Permit;
 }
 
 export interface DateRange {
@@ -149,10 +149,14 @@ export function createOuraClient(opts: OuraClientOptions) {
     accessToken: string | null,
     ropts: RequestOptions = {},
   ): Promise<{ status: number; headers: Headers; body: string }> {
-    if (!ropts.permitted) {
-      const priority = ropts.priority ?? 'live';
-      const { waitedMs } = await opts.limiter.acquire(accessToken, { priority });
-      opts.onPermit?.({ waitedMs, priority });
+    const priority = ropts.priority ?? 'live';
+    let permit = ropts.permit;
+    // A permit whose slot passed long ago (a stalled event loop, a slow query in
+    // between) is not used: sent now, the request could land in Oura's window
+    // together with later slots. Take a fresh one instead.
+    for (let tries = 0; !permit || (Date.now() - permit.slotAt > STALE_PERMIT_MS && tries < 3); tries++) {
+      permit = await opts.limiter.acquire(accessToken, { priority });
+      opts.onPermit?.({ waitedMs: permit.waitedMs, priority });
     }
     const started = Date.now();
     let res: Response;

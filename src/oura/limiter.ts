@@ -120,6 +120,14 @@ end
 return left
 `;
 
+const BACKLOG_SCRIPT = `
+local now_t = redis.call('TIME')
+local now = tonumber(now_t[1]) * 1000 + math.floor(tonumber(now_t[2]) / 1000)
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if last[2] then return tonumber(last[2]) - now end
+return 0
+`;
+
 export interface LimiterOptions {
   app: RateLimit;
   /** Per access token, when Oura's token-tier limit is known. */
@@ -143,7 +151,12 @@ export type Priority = 'live' | 'background';
 export interface Permit {
   /** Milliseconds waited for the permit. */
   waitedMs: number;
+  /** When the slot began (local clock). A request sent much later would arrive off its slot. */
+  slotAt: number;
 }
+
+/** A permit used later than this after its slot is taken again (see OuraClient.send). */
+export const STALE_PERMIT_MS = 250;
 
 /** Default safety margin: 5% of the window, between 250 ms and 1 s. */
 function defaultMargin(r: RateLimit): number {
@@ -162,7 +175,7 @@ export function tokenKey(accessToken: string): string {
 export function createLimiter(redis: Redis, opts: LimiterOptions) {
   const prefix = `${opts.prefix ?? 'oura-ingest'}:{limiter}`;
   const marginMs = opts.marginMs;
-  const maxAheadMs = opts.maxAheadMs ?? 2000;
+  const maxAheadMs = opts.maxAheadMs ?? 8000;
   const backgroundMaxAheadMs = Math.min(maxAheadMs, 500);
   const reserve = opts.backgroundReserve ?? 0.1;
   const tierKeys = (tier: string) => [`${prefix}:${tier}:log`, `${prefix}:${tier}:pause`, `${prefix}:${tier}:override`];
@@ -183,6 +196,14 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
   }
 
   return {
+    /**
+     * How far ahead the application tier is booked, in ms: 0 when a request
+     * could go now; large when the budget is scarce.
+     */
+    async backlogMs(): Promise<number> {
+      const v = (await redis.eval(BACKLOG_SCRIPT, 1, tierKeys('app')[0]!)) as number;
+      return Math.max(0, v);
+    },
     /**
      * Waits for a permit to send one request to Oura. `accessToken` selects the
      * token tier; token endpoint and subscription calls pass null (application
@@ -207,7 +228,7 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
               continue;
             }
           }
-          return { waitedMs: Date.now() - started };
+          return { waitedMs: Date.now() - started, slotAt: Date.now() };
         }
         // Not booked: come back a little before the slot could open, with jitter
         // so waiters from many processes do not all return at once.

@@ -55,6 +55,11 @@ export async function buildApp(deps: Deps, opts: { trustProxy?: boolean } = {}):
   await app.register(rateLimit, { global: false, redis: deps.redis, nameSpace: `${deps.prefix}:http-rl:` });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
+  // Prometheus text format. No health data or secrets: counts, durations and states only.
+  app.get('/metrics', async (_req, reply) => {
+    const body = await deps.metrics.registry.metrics();
+    return reply.type(deps.metrics.registry.contentType).send(body);
+  });
   app.get('/readyz', async (_req, reply) => {
     const checks = await deps.readiness();
     const ok = Object.values(checks).every(Boolean);

@@ -4,7 +4,7 @@ import { safeEqual, verifyWebhookSignature } from '../crypto.js';
 import type { EventsRepo } from '../db/events.js';
 import { isDocumentType } from '../oura/registry.js';
 import type { EventQueue } from '../workers/queues.js';
-import { eventJobId, requeueEvents } from '../workers/queues.js';
+import { createDeliveryBatcher } from './delivery-batcher.js';
 import { AppError } from './errors.js';
 
 export const WEBHOOK_BODY_LIMIT = 64 * 1024;
@@ -30,22 +30,6 @@ export interface WebhookDeps {
   onDelivery?: (outcome: string) => void;
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(t);
-        reject(e);
-      },
-    );
-  });
-}
-
 function parseTimestamp(raw: string): number | null {
   if (!/^\d{1,16}$/.test(raw)) return null;
   const n = Number(raw);
@@ -54,7 +38,12 @@ function parseTimestamp(raw: string): number | null {
 }
 
 export async function webhookRoutes(app: FastifyInstance, deps: WebhookDeps) {
-  const queueTimeoutMs = deps.queueTimeoutMs ?? 3000;
+  const batcher = createDeliveryBatcher({
+    events: deps.events,
+    queue: deps.queue,
+    queueTimeoutMs: deps.queueTimeoutMs ?? 3000,
+    onError: (stage, err) => app.log.error({ stage, err: { message: err.message } }, 'could not accept webhook deliveries'),
+  });
   const refuse = (code: Parameters<typeof deps.onDelivery & {}>[0], err: AppError) => {
     deps.onDelivery?.(`refused_${code}`);
     return err;
@@ -110,23 +99,10 @@ export async function webhookRoutes(app: FastifyInstance, deps: WebhookDeps) {
 
       let recorded;
       try {
-        recorded = await deps.events.recordDelivery(event, isDocumentType(event.data_type));
+        recorded = await batcher.submit(event, isDocumentType(event.data_type));
       } catch (err) {
-        req.log.error({ err: { message: (err as Error).message } }, 'could not record webhook event');
-        throw refuse('unavailable', new AppError('database_unavailable', 'event store unavailable; retry later'));
-      }
-      if (recorded.status === 'queued') {
-        try {
-          const queued: Promise<unknown> = recorded.inserted
-            ? deps.queue.add('fetch', { eventId: recorded.id }, { jobId: eventJobId(recorded.id) })
-            : requeueEvents(deps.queue, [recorded.id]);
-          await withTimeout(queued, queueTimeoutMs);
-        } catch (err) {
-          // The event is recorded (the sweeper will queue it), but we only
-          // acknowledge what is queued: Oura retries a 503.
-          req.log.error({ eventId: recorded.id, err: { message: (err as Error).message } }, 'could not queue webhook event');
-          throw refuse('unavailable', new AppError('queue_unavailable', 'queue unavailable; retry later'));
-        }
+        const e = err instanceof AppError ? err : new AppError('database_unavailable', 'event store unavailable; retry later');
+        throw refuse('unavailable', e);
       }
       const outcome = recorded.status === 'ignored' ? 'ignored' : recorded.inserted ? 'accepted' : 'duplicate';
       deps.onDelivery?.(outcome);

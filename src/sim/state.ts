@@ -127,6 +127,8 @@ export interface Delivery {
   status: number | null;
   error?: string;
   event: WebhookEvent;
+  /** The x-oura-signature sent (tests check it never reaches our logs). */
+  signature?: string;
 }
 
 export interface NewUser {
@@ -159,6 +161,8 @@ export function createSimState(opts: SimOptions) {
   const users = new Map<string, SimUser>();
   const docs = new Map<string, Record<DocumentType, Map<string, StoredDoc>>>();
   const codes = new Map<string, AuthCode>();
+  /** Every code ever issued, used or not (for allSecrets). */
+  const issuedCodes: string[] = [];
   const accessTokens = new Map<string, AccessToken>();
   const refreshTokens = new Map<string, RefreshToken>();
   const subscriptions = new Map<string, Subscription>();
@@ -246,6 +250,7 @@ export function createSimState(opts: SimOptions) {
     createCode(userId: string, clientId: string, redirectUri: string, scope: string): AuthCode {
       const code: AuthCode = { code: newSecret(), userId, clientId, redirectUri, scope, expiresAt: Date.now() + CODE_TTL_MS };
       codes.set(code.code, code);
+      issuedCodes.push(code.code);
       return code;
     },
 
@@ -299,6 +304,15 @@ export function createSimState(opts: SimOptions) {
     },
 
     /** Every token string issued to a user (current or not): `{access, refresh}`. */
+    /** Every access and refresh token and authorization code ever issued (tests check none reaches our logs). */
+    allSecrets(): string[] {
+      return [
+        ...[...accessTokens.values()].map((a) => a.token),
+        ...[...refreshTokens.values()].map((r) => r.token),
+        ...issuedCodes,
+      ];
+    },
+
     tokensOf(userId: string): { access: string[]; refresh: string[] } {
       return {
         access: [...accessTokens.values()].filter((a) => a.userId === userId).map((a) => a.token),

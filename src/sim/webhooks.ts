@@ -67,14 +67,15 @@ export function createWebhookSender(state: SimState) {
       user_id: event.user_id,
     });
     const timestamp = String(Math.floor(Date.now() / 1000));
-    const delivery: Delivery = { t: Date.now(), callback_url: callbackUrl, status: null, event };
+    const signature = signWebhook(state.config.clientSecret, timestamp, body);
+    const delivery: Delivery = { t: Date.now(), callback_url: callbackUrl, status: null, event, signature };
     try {
       const res = await fetch(rewriteCallback(callbackUrl, state.config.callbackRewrite), {
         method: 'POST',
         headers: {
           'content-type': 'application/json',
           'x-oura-timestamp': timestamp,
-          'x-oura-signature': signWebhook(state.config.clientSecret, timestamp, body),
+          'x-oura-signature': signature,
         },
         body,
         signal: AbortSignal.timeout(TIMEOUT_MS),

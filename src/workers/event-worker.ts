@@ -17,6 +17,17 @@ export interface EventWorkerDeps extends ProcessEventDeps {
   log: Logger;
 }
 
+/**
+ * When the budget is scarce (the limiter is booked further ahead than
+ * SCARCE_BACKLOG_MS), a (user, type) pair is fetched only once it has been
+ * quiet for QUIET_MS: Oura often sends updates a few seconds after a create
+ * while it reprocesses, and one request then serves them all. No event is held
+ * longer than MAX_HOLD_MS. With budget to spare, events are fetched at once.
+ */
+const SCARCE_BACKLOG_MS = 1500;
+const QUIET_MS = 6000;
+const MAX_HOLD_MS = 20_000;
+
 /** Codes of refusals that retrying cannot fix: recorded on the user, not retried. */
 const ACCESS_ERRORS = new Set([403, 426]);
 
@@ -35,6 +46,16 @@ export function createEventWorker(deps: EventWorkerDeps) {
     const input = EventJob.parse(job.data);
     const event = await deps.events.get(input.eventId);
     if (!event || event.status !== 'queued') return 'already_finished';
+    const age = Date.now() - event.received_at.getTime();
+    if (age < MAX_HOLD_MS && (await deps.limiter.backlogMs()) > SCARCE_BACKLOG_MS) {
+      const newest = await deps.events.newestPending(event.user_id, event.data_type);
+      const quietAt = Math.min((newest ?? event.received_at).getTime() + QUIET_MS, event.received_at.getTime() + MAX_HOLD_MS);
+      if (quietAt > Date.now() + 50) {
+        // Look again within a second: once the budget is no longer scarce, the hold ends.
+        await job.moveToDelayed(Math.min(quietAt, Date.now() + 1000), token);
+        throw new DelayedError();
+      }
+    }
     const lockKey = `${deps.prefix}:lock:pair:${event.user_id}:${event.data_type}`;
     try {
       const r = await withLock(

@@ -1,4 +1,5 @@
 import type { Deps } from '../deps.js';
+import { observeWorker } from '../metrics.js';
 import { createBackfillWorker, resumeBackfills } from './backfill.js';
 import { createEventWorker } from './event-worker.js';
 import { createMaintenanceWorker, maintenanceTasks, scheduleMaintenance } from './maintenance.js';
@@ -15,6 +16,9 @@ export function startWorkers(deps: Deps) {
   const tasks = maintenanceTasks(deps);
   const maintenanceWorker = createMaintenanceWorker(deps, tasks, deps.workerConnection());
   const backfillWorker = createBackfillWorker(deps, deps.workerConnection(), Math.max(1, Math.ceil(deps.config.WORKER_CONCURRENCY / 4)));
+  observeWorker(deps.metrics, eventWorker, 'events');
+  observeWorker(deps.metrics, maintenanceWorker, 'maintenance');
+  observeWorker(deps.metrics, backfillWorker, 'backfill');
   void eventWorker.run();
   void maintenanceWorker.run();
   void backfillWorker.run();

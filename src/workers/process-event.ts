@@ -72,7 +72,7 @@ export async function processEvent(deps: ProcessEventDeps, input: EventJob): Pro
   let requests = 0;
   try {
     await deps.tokens.withToken(userId, async (token) => {
-      await deps.limiter.acquire(token, { priority: 'live' });
+      const permit = await deps.limiter.acquire(token, { priority: 'live' });
       requests++;
       const p = plan(await deps.events.pendingFor(userId, type, new Date()));
       if (p.all.length === 0) return; // another worker served them meanwhile
@@ -85,7 +85,7 @@ export async function processEvent(deps: ProcessEventDeps, input: EventJob): Pro
           return {};
         }
         permitUsed = true;
-        return { permitted: true };
+        return { permit };
       };
 
       if (p.toFetch.length > 1) {
@@ -180,4 +180,6 @@ async function applyRemovals(
     await deps.events.finish(ids, 'done', outcome);
     deps.metrics?.eventsProcessed.inc({ outcome }, ids.length);
   }
+  const now = Date.now();
+  for (const e of p.all) deps.metrics?.ingestLatency.observe((now - e.received_at.getTime()) / 1000);
 }

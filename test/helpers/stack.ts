@@ -1,15 +1,24 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import { createDeps, type Deps } from '../../src/deps.js';
+import { createLogger } from '../../src/logger.js';
 import { buildApp } from '../../src/server/app.js';
 import { startSimulator, type SimOptions } from '../../src/sim/index.js';
 import { startWorkers } from '../../src/workers/index.js';
 import { clearPrefix, createTestDatabase, getServices, TEST_SECRETS, testConfig, uniquePrefix, type TestDatabase } from './env.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+/**
+ * Every stack writes its logs (in-process and child processes) here, with the
+ * secrets its run produced beside them; test/zz-logs.test.ts checks that no
+ * secret reached any log. `npm test` empties the folder first.
+ */
+export const TEST_LOG_DIR = path.join(repoRoot, '.test-logs');
+const TEST_LOG_LEVEL = process.env.TEST_LOG_LEVEL ?? 'debug';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -87,7 +96,10 @@ export async function startStack(
     BACKFILL_DAYS: '0',
     ...opts.env,
   };
-  const deps = createDeps(testConfig(env), { prefix });
+  mkdirSync(TEST_LOG_DIR, { recursive: true });
+  const logFile = path.join(TEST_LOG_DIR, `${prefix}.log`);
+  const logStream = createWriteStream(logFile, { flags: 'a' });
+  const deps = createDeps(testConfig(env), { prefix, log: createLogger(TEST_LOG_LEVEL, logStream) });
   const app = await buildApp(deps);
   await app.listen({ port, host: '127.0.0.1' });
   const workers = opts.inProcessWorker === false ? null : startWorkers(deps);
@@ -142,10 +154,10 @@ export async function startStack(
   function spawnProcess(mode: 'api' | 'worker' | 'all', extraEnv: Record<string, string> = {}): ChildProcess {
     const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/main.ts'), mode], {
       cwd: repoRoot,
-      env: { PATH: process.env.PATH ?? '', ...env, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn', ...extraEnv },
+      env: { PATH: process.env.PATH ?? '', ...env, LOG_LEVEL: TEST_LOG_LEVEL, METRICS_PORT: '0', ...extraEnv },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    child.stdout?.resume();
+    child.stdout?.pipe(createWriteStream(logFile, { flags: 'a' }));
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-4000);
@@ -174,7 +186,14 @@ export async function startStack(
       await workers?.close();
       await app.close();
       await deps.close();
+      const secrets = [
+        ...sim.state.allSecrets(),
+        ...sim.state.deliveries.map((d) => d.signature).filter((x): x is string => Boolean(x)),
+        ...Object.values(TEST_SECRETS),
+      ];
+      writeFileSync(path.join(TEST_LOG_DIR, `${prefix}.secrets.json`), JSON.stringify(secrets));
       await sim.close();
+      logStream.end();
       await clearPrefix(redisUrl, prefix);
       await db.drop();
     },

@@ -1,0 +1,102 @@
+import type { EventsRepo, IncomingEvent, RecordedEvent } from '../db/events.js';
+import type { EventQueue } from '../workers/queues.js';
+import { eventJobId, requeueEvents } from '../workers/queues.js';
+import { AppError } from './errors.js';
+
+interface Pending {
+  event: IncomingEvent;
+  supported: boolean;
+  resolve: (r: RecordedEvent) => void;
+  reject: (e: unknown) => void;
+}
+
+export interface DeliveryBatcherOptions {
+  events: EventsRepo;
+  queue: EventQueue;
+  /** Most deliveries written by one statement. */
+  maxBatch?: number;
+  /** Bounds how long a batch may wait on Redis before its deliveries get 503. */
+  queueTimeoutMs?: number;
+  onError?: (stage: 'database' | 'queue', err: Error) => void;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}
+
+/**
+ * Group commit for the webhook's acceptance path. Deliveries that arrive while
+ * a batch is being written wait for the next one; each batch is one Postgres
+ * statement and one Redis round trip (addBulk). Every delivery is answered
+ * only once its own event is recorded and queued; if either store fails, every
+ * delivery of that batch gets the error (503), and Oura retries them.
+ */
+export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
+  const maxBatch = opts.maxBatch ?? 500;
+  const queueTimeoutMs = opts.queueTimeoutMs ?? 3000;
+  let waiting: Pending[] = [];
+  let flushing = false;
+
+  async function flush(): Promise<void> {
+    if (flushing || waiting.length === 0) return;
+    flushing = true;
+    const batch = waiting.slice(0, maxBatch);
+    waiting = waiting.slice(batch.length);
+    try {
+      let recorded: RecordedEvent[];
+      try {
+        recorded = await opts.events.recordDeliveries(batch.map((p) => ({ event: p.event, supported: p.supported })));
+      } catch (err) {
+        opts.onError?.('database', err as Error);
+        const e = new AppError('database_unavailable', 'event store unavailable; retry later');
+        for (const p of batch) p.reject(e);
+        return;
+      }
+      try {
+        const fresh = recorded.filter((r) => r.status === 'queued' && r.inserted);
+        const again = [...new Set(recorded.filter((r) => r.status === 'queued' && !r.inserted).map((r) => r.id))];
+        const work: Promise<unknown>[] = [];
+        if (fresh.length > 0) {
+          work.push(opts.queue.addBulk(fresh.map((r) => ({ name: 'fetch', data: { eventId: r.id }, opts: { jobId: eventJobId(r.id) } }))));
+        }
+        // Repeats of recorded events (rare: Oura retrying): make sure a job will run.
+        if (again.length > 0) work.push(requeueEvents(opts.queue, again));
+        await withTimeout(Promise.all(work), queueTimeoutMs);
+      } catch (err) {
+        // The events are recorded (the sweeper will queue them), but only what is
+        // queued is acknowledged: Oura retries a 503.
+        opts.onError?.('queue', err as Error);
+        const e = new AppError('queue_unavailable', 'queue unavailable; retry later');
+        for (const p of batch) p.reject(e);
+        return;
+      }
+      batch.forEach((p, i) => p.resolve(recorded[i]!));
+    } finally {
+      flushing = false;
+      if (waiting.length > 0) void flush();
+    }
+  }
+
+  return {
+    /** Records and queues one delivery together with whatever arrives alongside it. */
+    submit(event: IncomingEvent, supported: boolean): Promise<RecordedEvent> {
+      return new Promise((resolve, reject) => {
+        waiting.push({ event, supported, resolve, reject });
+        if (!flushing) setImmediate(() => void flush());
+      });
+    },
+  };
+}
+export type DeliveryBatcher = ReturnType<typeof createDeliveryBatcher>;
