@@ -27,12 +27,19 @@ export const REDACT_PATHS = [
   'document',
 ];
 
+/**
+ * JSON lines for machines; human-readable (pino-pretty) only when stdout is a
+ * terminal and no destination is given. Child loggers add request, job, user
+ * and data type ids; REDACT_PATHS keep secrets and health data out.
+ */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
+  const pretty = !destination && process.stdout.isTTY;
   return pino(
     {
       level,
       base: { service: 'oura-ingest' },
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      ...(pretty ? { transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l' } } } : {}),
       serializers: {
         err: pino.stdSerializers.err,
         // Only the path: query strings can carry an OAuth code, a state or a verification token.

@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { createDeps } from '../src/deps.js';
+import { buildApp } from '../src/server/app.js';
+import { getServices, testConfig } from './helpers/env.js';
+import { eventually, startStack, type Stack } from './helpers/stack.js';
+
+const FAMILIES = [
+  'oura_ingest_webhook_deliveries_total',
+  'oura_ingest_ingest_latency_seconds',
+  'oura_ingest_queue_jobs',
+  'oura_ingest_queue_oldest_waiting_seconds',
+  'oura_ingest_jobs_total',
+  'oura_ingest_job_duration_seconds',
+  'oura_ingest_oura_requests_total',
+  'oura_ingest_limiter_wait_seconds',
+  'oura_ingest_oura_429_total',
+  'oura_ingest_token_refreshes_total',
+  'oura_ingest_backfill_windows',
+  'oura_ingest_backfills_running',
+  'oura_ingest_events_per_request',
+  'oura_ingest_seconds_since_last_webhook',
+];
+
+/** `name{labels} value` samples of one family. */
+function samples(text: string, name: string): Array<{ labels: string; value: number }> {
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `))
+    .map((l) => {
+      const m = /^(\S+?)(\{.*\})?\s+(\S+)$/.exec(l)!;
+      return { labels: m[2] ?? '', value: Number(m[3]) };
+    });
+}
+
+describe('observability', () => {
+  let stack: Stack;
+  before(async () => {
+    stack = await startStack({ label: 'metrics', env: { BACKFILL_DAYS: '2' } });
+    await stack.subscribeAll(['daily_sleep', 'workout']);
+  });
+  after(async () => {
+    await stack?.close();
+  });
+
+  test('/metrics exposes every family after a run, with the run in it', async () => {
+    const userId = await stack.connectUser();
+    await stack.simJson('POST', '/_sim/faults', { status: 429, count: 1, userId, tier: 'token', retryAfterS: 1 });
+    const docs = [];
+    for (const type of ['daily_sleep', 'workout', 'daily_sleep']) docs.push(await stack.simJson('POST', `/_sim/users/${userId}/documents/${type}`, { notify: true }));
+    await stack.simJson('POST', `/_sim/users/${userId}/expire-tokens`);
+    docs.push(await stack.simJson('POST', `/_sim/users/${userId}/documents/workout`, { notify: true }));
+    // A refused delivery, too.
+    await fetch(`${stack.apiUrl}/webhooks/oura`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    await eventually('documents stored', async () => {
+      const { rows } = await stack.deps.pool.query<{ n: number }>(`select count(*)::int as n from oura.webhook_events where status = 'done'`);
+      return rows[0]!.n === docs.length;
+    });
+    await eventually('backfill done', async () => {
+      const { rows } = await stack.deps.pool.query<{ n: number }>(`select count(*)::int as n from oura.backfill_progress where status <> 'done'`);
+      return rows[0]!.n === 0;
+    });
+
+    const res = await fetch(`${stack.apiUrl}/metrics`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^text\/plain/);
+    const text = await res.text();
+    if (process.env.DUMP_METRICS) console.log(text);
+    for (const f of FAMILIES) assert.match(text, new RegExp(`^# TYPE ${f} `, 'm'), `family ${f}`);
+
+    const deliveries = samples(text, 'oura_ingest_webhook_deliveries_total');
+    assert.ok(deliveries.some((s) => s.labels.includes('outcome="accepted"') && s.value >= docs.length));
+    assert.ok(deliveries.some((s) => s.labels.includes('outcome="refused_signature"') && s.value >= 1));
+    assert.ok(samples(text, 'oura_ingest_ingest_latency_seconds_count')[0]!.value >= docs.length);
+    assert.ok(samples(text, 'oura_ingest_oura_429_total').some((s) => s.labels.includes('tier="token"') && s.value === 1));
+    assert.ok(samples(text, 'oura_ingest_token_refreshes_total').some((s) => s.labels.includes('result="ok"') && s.value >= 1));
+    assert.ok(samples(text, 'oura_ingest_oura_requests_total').some((s) => s.labels.includes('status="200"') && s.value > 0));
+    assert.ok(samples(text, 'oura_ingest_jobs_total').some((s) => s.labels.includes('queue="events"') && s.labels.includes('outcome="completed"')));
+    assert.ok(samples(text, 'oura_ingest_queue_jobs').some((s) => s.labels.includes('queue="events"')));
+    const windows = samples(text, 'oura_ingest_backfill_windows');
+    const done = windows.find((s) => s.labels.includes('done'))!.value;
+    assert.ok(done > 0 && done === windows.find((s) => s.labels.includes('total'))!.value);
+    const perRequest = samples(text, 'oura_ingest_events_per_request')[0]!.value;
+    assert.ok(perRequest > 0, `events per request ${perRequest}`);
+    const silence = samples(text, 'oura_ingest_seconds_since_last_webhook')[0]!.value;
+    assert.ok(silence >= 0 && silence < 60, `seconds since last webhook ${silence}`);
+    // Nothing in the metrics names a user or a document.
+    assert.equal(text.includes(userId), false);
+    for (const d of docs) assert.equal(text.includes(d.id), false);
+  });
+
+  test('/healthz answers while the process is up; /readyz reports Postgres, Redis and migrations', async () => {
+    assert.equal((await fetch(`${stack.apiUrl}/healthz`)).status, 200);
+    const ready = await fetch(`${stack.apiUrl}/readyz`);
+    assert.equal(ready.status, 200);
+    assert.deepEqual(await ready.json(), { status: 'ready', checks: { postgres: true, redis: true, migrations: true } });
+  });
+
+  test('/readyz answers 503 when Postgres or Redis is unreachable', async () => {
+    const { redisUrl } = await getServices();
+    for (const [env, down] of [
+      [{ DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none', REDIS_URL: redisUrl }, 'postgres'],
+      [{ DATABASE_URL: stack.db.url, REDIS_URL: 'redis://127.0.0.1:1' }, 'redis'],
+    ] as const) {
+      const deps = createDeps(testConfig(env), { prefix: `readyz-${down}` });
+      const app = await buildApp(deps);
+      try {
+        const res = await app.inject({ url: '/readyz' });
+        assert.equal(res.statusCode, 503, down);
+        assert.equal(res.json().status, 'not_ready');
+        assert.equal(res.json().checks[down], false);
+        assert.equal((await app.inject({ url: '/healthz' })).statusCode, 200, 'healthz only says the process is up');
+      } finally {
+        await app.close();
+        await deps.close();
+      }
+    }
+  });
+});
