@@ -37,6 +37,12 @@ export const Config = z
     OURA_TOKEN_URL: url.optional(),
     PUBLIC_BASE_URL: url,
     TOKEN_ENCRYPTION_KEY: base64Key,
+    /** Keys being rotated out (comma-separated, base64): still decrypt, never encrypt. */
+    TOKEN_ENCRYPTION_KEY_PREVIOUS: z
+      .string()
+      .transform((s) => s.split(',').map((k) => k.trim()).filter(Boolean))
+      .pipe(z.array(base64Key))
+      .default([]),
     ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters'),
     OURA_APP_RATE_LIMIT: rateLimit.default({ limit: 5000, windowS: 300 }),
     /** Oura's per-access-token limit, when known (`N/W`); unset: only pauses Oura announces apply per token. */

@@ -5,9 +5,18 @@ import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEq
  * Stored as `v1.<iv>.<tag>.<ciphertext>` (base64url), so a later key rotation
  * can add `v2` without touching old rows.
  */
-export function createTokenCipher(keyBase64: string) {
+export function createTokenCipher(keyBase64: string, previousKeysBase64: readonly string[] = []) {
   const key = Buffer.from(keyBase64, 'base64');
   if (key.length !== 32) throw new Error('TOKEN_ENCRYPTION_KEY must be 32 bytes');
+  // Keys being rotated out: still read, never written.
+  const readKeys = [key, ...previousKeysBase64.map((k) => Buffer.from(k, 'base64'))];
+
+  function decryptWith(k: Buffer, iv: string, tag: string, ct: string): string {
+    const decipher = createDecipheriv('aes-256-gcm', k, Buffer.from(iv, 'base64url'));
+    decipher.setAuthTag(Buffer.from(tag, 'base64url'));
+    return Buffer.concat([decipher.update(Buffer.from(ct, 'base64url')), decipher.final()]).toString('utf8');
+  }
+
   return {
     encrypt(plaintext: string): string {
       const iv = randomBytes(12);
@@ -18,9 +27,25 @@ export function createTokenCipher(keyBase64: string) {
     decrypt(stored: string): string {
       const [version, iv, tag, ct] = stored.split('.');
       if (version !== 'v1' || !iv || !tag || ct === undefined) throw new Error('unrecognised token ciphertext');
-      const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'));
-      decipher.setAuthTag(Buffer.from(tag, 'base64url'));
-      return Buffer.concat([decipher.update(Buffer.from(ct, 'base64url')), decipher.final()]).toString('utf8');
+      for (const k of readKeys) {
+        try {
+          return decryptWith(k, iv, tag, ct);
+        } catch {
+          /* not this key: GCM's tag check failed */
+        }
+      }
+      throw new Error('token ciphertext does not match TOKEN_ENCRYPTION_KEY or any previous key');
+    },
+    /** True when the value is encrypted under the current key (rotation done for it). */
+    isCurrent(stored: string): boolean {
+      const [, iv, tag, ct] = stored.split('.');
+      if (!iv || !tag || ct === undefined) return false;
+      try {
+        decryptWith(key, iv, tag, ct);
+        return true;
+      } catch {
+        return false;
+      }
     },
   };
 }

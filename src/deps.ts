@@ -51,7 +51,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
   closers.push(() => redis.quit().catch(() => redis.disconnect()));
   closers.push(() => queueRedis.quit().catch(() => queueRedis.disconnect()));
 
-  const cipher = createTokenCipher(config.TOKEN_ENCRYPTION_KEY);
+  const cipher = createTokenCipher(config.TOKEN_ENCRYPTION_KEY, config.TOKEN_ENCRYPTION_KEY_PREVIOUS);
   const users = createUsersRepo(db);
   const events = createEventsRepo(db);
   const documents = createDocumentsRepo(db);

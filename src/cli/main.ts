@@ -90,6 +90,23 @@ const COMMANDS: Record<string, Command> = {
       }
     },
   },
+  'tokens reencrypt': {
+    usage: 'tokens reencrypt',
+    summary: 'key rotation: re-encrypt every stored token under the current TOKEN_ENCRYPTION_KEY',
+    args: [0, 0],
+    async run(deps, _args, opts) {
+      const { reencryptTokens } = await import('../admin/tokens.js');
+      const r = await reencryptTokens(deps, (done, total) => {
+        if (done === total || done % 100 === 0) process.stderr.write(`re-encrypting ${done}/${total}\n`);
+      });
+      if (opts.json) json(r);
+      else {
+        out(`${r.users} users: ${r.reencrypted} re-encrypted, ${r.alreadyCurrent} already under the current key, ${r.unreadable.length} unreadable\n`);
+        if (r.unreadable.length) out(`unreadable (no configured key opens them): ${r.unreadable.join(', ')}\n`);
+      }
+      return r.unreadable.length ? 1 : 0;
+    },
+  },
   'users delete': {
     usage: 'users delete <user-id>',
     summary: "disconnect a user: revoke the token at Oura, delete the user's tokens and data",

@@ -103,6 +103,30 @@ export function createUsersRepo(db: Db) {
       const rows = await db.select({ id: users.id }).from(users).where(and(eq(users.id, id), eq(users.status, 'active'))).limit(1);
       return rows.length > 0;
     },
+
+    /** Every user's token ciphertexts (for key rotation). */
+    async tokenCiphertexts(): Promise<Array<{ id: string; access: string | null; refresh: string | null }>> {
+      const rows = await db
+        .select({ id: users.id, access: users.access_token_enc, refresh: users.refresh_token_enc })
+        .from(users);
+      return rows;
+    },
+
+    /** Replaces ciphertexts only if they are still the ones read (a refresh may have written new tokens meanwhile). */
+    async replaceCiphertexts(id: string, from: { access: string | null; refresh: string | null }, to: { access: string | null; refresh: string | null }): Promise<boolean> {
+      const rows = await db
+        .update(users)
+        .set({ access_token_enc: to.access, refresh_token_enc: to.refresh })
+        .where(
+          and(
+            eq(users.id, id),
+            from.access === null ? sql`${users.access_token_enc} is null` : eq(users.access_token_enc, from.access),
+            from.refresh === null ? sql`${users.refresh_token_enc} is null` : eq(users.refresh_token_enc, from.refresh),
+          ),
+        )
+        .returning({ id: users.id });
+      return rows.length > 0;
+    },
   };
 }
 export type UsersRepo = ReturnType<typeof createUsersRepo>;
