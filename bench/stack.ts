@@ -8,7 +8,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
@@ -22,6 +21,7 @@ import { createDeps } from '../src/deps.js';
 import { buildApp } from '../src/server/app.js';
 import { startSimulator } from '../src/sim/index.js';
 import { EVENTS_QUEUE } from '../src/workers/queues.js';
+import { eventually, freePort } from '../test/helpers/util.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -33,31 +33,7 @@ const SECRETS = {
   ADMIN_TOKEN: 'bench-admin-token-0123456789',
 };
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-export async function eventually<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 30_000, intervalMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
+export { eventually, freePort };
 
 /** CPU seconds (user + system) a process has used so far; null once it is gone. */
 export function processCpuS(pid: number | undefined): number | null {
@@ -294,8 +270,8 @@ export async function startBenchStack(opts: BenchStackOptions) {
 
     /** Waits until the api answers /readyz and every worker process is listening on the queue. */
     async function ready(): Promise<void> {
-      await eventually('api ready', async () => (await fetch(`${apiUrl}/readyz`)).status === 200, 60_000, 200);
-      await eventually(`${opts.workers} worker processes`, async () => (await queue.getWorkersCount()) >= opts.workers, 60_000, 200);
+      await eventually('api ready', async () => (await fetch(`${apiUrl}/readyz`)).status === 200, { timeoutMs: 60_000, intervalMs: 200 });
+      await eventually(`${opts.workers} worker processes`, async () => (await queue.getWorkersCount()) >= opts.workers, { timeoutMs: 60_000, intervalMs: 200 });
     }
 
     return {

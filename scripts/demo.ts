@@ -36,6 +36,7 @@ import { canonical, percentile } from '../bench/stats.js';
 import { morningSync, play, type PlayResult } from '../bench/trace.js';
 import { syncAppSubscriptions } from '../src/admin/subscriptions.js';
 import { loadConfig } from '../src/config.js';
+import { freePort } from '../test/helpers/util.js';
 import { createPool } from '../src/db/index.js';
 import { runMigrations } from '../src/db/migrate.js';
 import { createDeps, type Deps } from '../src/deps.js';
@@ -296,17 +297,6 @@ async function waitFor<T>(what: string, timeoutMs: number, fn: () => Promise<T |
   }
 }
 
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface SimRequest {
   t: number;

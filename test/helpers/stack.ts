@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
@@ -9,6 +8,7 @@ import { createLogger } from '../../src/logger.js';
 import { buildApp } from '../../src/server/app.js';
 import { startSimulator, type SimOptions } from '../../src/sim/index.js';
 import { startWorkers } from '../../src/workers/index.js';
+import { eventually, freePort } from './util.js';
 import { clearPrefix, createTestDatabase, getServices, TEST_SECRETS, testConfig, uniquePrefix, type TestDatabase } from './env.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -20,35 +20,7 @@ export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)
 export const TEST_LOG_DIR = path.join(repoRoot, '.test-logs');
 const TEST_LOG_LEVEL = process.env.TEST_LOG_LEVEL ?? 'debug';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-export async function eventually<T>(
-  what: string,
-  fn: () => Promise<T | null | undefined | false>,
-  { timeoutMs = 15_000, intervalMs = 50 } = {},
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
+export { eventually, freePort };
 
 export interface Stack {
   sim: Awaited<ReturnType<typeof startSimulator>>;
