@@ -5,6 +5,7 @@ import { migrationsApplied } from '../db/migrate.js';
 import { adminRoutes } from './admin.js';
 import { AppError, ERROR_STATUS } from './errors.js';
 import { oauthRoutes } from './oauth.js';
+import { queuesDashboard } from './queues-dashboard.js';
 import { webhookRoutes } from './webhook.js';
 import { onUserConnected } from '../workers/connect.js';
 
@@ -87,6 +88,10 @@ export async function buildApp(deps: Deps, opts: { trustProxy?: boolean } = {}):
     onConnected: (userId) => onUserConnected(deps, userId),
   });
   await app.register(adminRoutes, { prefix: '/admin', adminToken: deps.config.ADMIN_TOKEN, deps });
+  await app.register(queuesDashboard, {
+    adminToken: deps.config.ADMIN_TOKEN,
+    queues: [deps.queue, deps.backfillQueue, deps.maintenanceQueue],
+  });
   return app;
 }
 

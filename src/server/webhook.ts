@@ -46,6 +46,7 @@ export async function webhookRoutes(app: FastifyInstance, deps: WebhookDeps) {
   });
   const refuse = (code: Parameters<typeof deps.onDelivery & {}>[0], err: AppError) => {
     deps.onDelivery?.(`refused_${code}`);
+    app.log.warn({ code: err.code, reason: code }, 'webhook delivery refused');
     return err;
   };
 
@@ -68,7 +69,8 @@ export async function webhookRoutes(app: FastifyInstance, deps: WebhookDeps) {
       done(null, body);
     });
 
-    scope.post('/webhooks/oura', { bodyLimit: WEBHOOK_BODY_LIMIT }, async (req, reply) => {
+    // Oura sends bursts: per-delivery lines are debug (counts live in the metrics); refusals still warn.
+    scope.post('/webhooks/oura', { bodyLimit: WEBHOOK_BODY_LIMIT, logLevel: 'warn' }, async (req, reply) => {
       const signature = req.headers['x-oura-signature'];
       const timestampRaw = req.headers['x-oura-timestamp'];
       if (typeof signature !== 'string' || typeof timestampRaw !== 'string' || !signature || !timestampRaw) {
@@ -106,7 +108,7 @@ export async function webhookRoutes(app: FastifyInstance, deps: WebhookDeps) {
       }
       const outcome = recorded.status === 'ignored' ? 'ignored' : recorded.inserted ? 'accepted' : 'duplicate';
       deps.onDelivery?.(outcome);
-      req.log.info({ eventId: recorded.id, dataType: event.data_type, outcome }, 'webhook received');
+      req.log.debug({ eventId: recorded.id, dataType: event.data_type, outcome }, 'webhook received');
       return reply.code(200).send({ status: outcome, event_id: recorded.id });
     });
   });

@@ -1,0 +1,532 @@
+/**
+ * `npm run bench:ingest`: how fast the webhook endpoint takes deliveries.
+ *
+ * autocannon (50 connections, one request in flight on each) posts validly
+ * signed Oura webhooks — each a distinct event (its own object_id, a fresh
+ * x-oura-timestamp), signed per request — first to the real endpoint, then,
+ * in the same run, to a bare `node:http` server that only checks the same
+ * HMAC and answers 200 (bench/bare-webhook-server.ts). Both run as their own
+ * process on this machine.
+ *
+ * The api is `node --import tsx src/main.ts api` (with --build: compiled by
+ * tsc and run as the Docker image runs it), on a fresh database (migrated) and a fresh Redis key prefix, with connected users so
+ * every event is accepted: recorded in Postgres and queued in BullMQ before
+ * the 200. No worker runs, so every accepted job is still in the queue
+ * afterwards and is checked there: each event answered 2xx must be a row of
+ * oura.webhook_events (status queued) and a job of the events queue.
+ *
+ * Prints req/s, p50, p99, non-2xx and errors for both, their ratio, and the
+ * api's peak RSS (sampled from /proc every 50 ms during the load, and the
+ * kernel's high-water mark VmHWM over the process's life).
+ *
+ * The bench process itself (autocannon) needs about one core at the bare
+ * server's rate: on a small machine the bare figure is the client's ceiling.
+ *
+ *   npm run bench:ingest -- [--duration 15] [--connections 50] [--users 100] [--log-level info] [--build] [--json FILE]
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { createTokenCipher, webhookSignature } from '../src/crypto.js';
+import { createDb, createPool } from '../src/db/index.js';
+import { runMigrations } from '../src/db/migrate.js';
+import { createUsersRepo } from '../src/db/users.js';
+import { DOCUMENT_TYPES } from '../src/oura/registry.js';
+import { EVENTS_QUEUE } from '../src/workers/queues.js';
+import { eventually, freePort, machineCpu, processCpuS, repoRoot } from './stack.js';
+
+// ---------------------------------------------------------------- options
+
+const { values: argv } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '15' },
+    connections: { type: 'string', default: '50' },
+    users: { type: 'string', default: '100' },
+    'log-level': { type: 'string', default: 'info' },
+    build: { type: 'boolean', default: false },
+    'cpu-prof': { type: 'string' },
+    'api-node-flags': { type: 'string' },
+    json: { type: 'string' },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (argv.help) {
+  process.stdout.write(`usage: npm run bench:ingest -- [options]
+  --duration S       seconds of load on each server (default 15)
+  --connections N    concurrent connections, one request in flight on each (default 50)
+  --users N          connected users the events are spread over (default 100)
+  --log-level L      the api's LOG_LEVEL (default info, the service's default); its stdout goes to /dev/null
+  --build            run the api compiled (tsc -p tsconfig.build.json), as the Docker image does
+                     (\`node main.js api\`, NODE_ENV=production), instead of \`node --import tsx src/main.ts api\`
+  --cpu-prof DIR     write a V8 CPU profile of the api process into DIR (open it in Chrome DevTools)
+  --api-node-flags=F extra node flags for the api process, space-separated (e.g. --api-node-flags=--max-semi-space-size=4)
+  --json FILE        also write the results as JSON
+`);
+  process.exit(0);
+}
+function positiveInt(s: string, name: string): number {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name}: expected a positive integer (got "${s}")`);
+  return n;
+}
+const durationS = positiveInt(argv.duration!, 'duration');
+const connections = positiveInt(argv.connections!, 'connections');
+const userCount = positiveInt(argv.users!, 'users');
+const logLevel = argv['log-level']!;
+const built = argv.build!;
+/** Where --build compiles to: under node_modules, so the compiled files resolve their packages. */
+const BUILD_DIR = path.join(repoRoot, 'node_modules/.cache/bench-ingest');
+
+const TARGETS = { ratio: 0.5, p99Ms: 50, rssBytes: 150e6 };
+
+const SECRETS = {
+  OURA_CLIENT_ID: 'bench-client-id',
+  OURA_CLIENT_SECRET: 'bench-client-secret-0123456789',
+  OURA_WEBHOOK_VERIFICATION_TOKEN: 'bench-verification-token',
+  TOKEN_ENCRYPTION_KEY: Buffer.alloc(32, 9).toString('base64'),
+  ADMIN_TOKEN: 'bench-admin-token-0123456789',
+};
+
+const log = (msg: string) => process.stderr.write(`[bench:ingest ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+
+// ---------------------------------------------------------------- processes
+
+/** Resident set size now and its high-water mark (bytes), from /proc; null once the process is gone. */
+function memoryOf(pid: number | undefined): { rss: number; hwm: number } | null {
+  if (!pid) return null;
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
+    return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+  } catch {
+    return null;
+  }
+}
+
+/** CPU seconds used so far by every process named `postgres` or `redis-server` on this machine (shared with anything else using them). */
+function storesCpuS(): { postgres: number; redis: number } {
+  const out = { postgres: 0, redis: 0 };
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      if (comm !== 'postgres' && comm !== 'redis-server') continue;
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out[comm === 'postgres' ? 'postgres' : 'redis'] += (Number(fields[11]) + Number(fields[12])) / 100;
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return out;
+}
+
+interface Child {
+  child: ChildProcess;
+  stderr: () => string;
+}
+
+/** Runs `node <args>` (add `--import tsx` to run TypeScript). */
+function spawnChild(role: string, args: string[], env: Record<string, string>): Child {
+  const child = spawn(process.execPath, args, {
+    cwd: repoRoot,
+    env: { PATH: process.env.PATH ?? '', ...env },
+    // stdout (the service's JSON logs) goes nowhere: the bench process must not pay for reading it.
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-8000);
+  });
+  child.on('exit', (code, signal) => {
+    if (code || (signal && signal !== 'SIGTERM')) log(`${role} ${child.pid} exited ${code ?? signal}: ${stderr}`);
+  });
+  return { child, stderr: () => stderr };
+}
+
+async function stopChild({ child }: Child): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  await new Promise<void>((resolve) => {
+    const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+// ---------------------------------------------------------------- load
+
+interface LoadResult {
+  target: string;
+  reqPerS: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  responses: number;
+  ok2xx: number;
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+  statuses: Record<string, number>;
+  /** The api's `status` in each 2xx body: accepted, duplicate, ignored. */
+  outcomes: Record<string, number>;
+  /** object_id of every event answered 2xx. */
+  answered: string[];
+  rssPeakDuringLoad: number;
+  rssBefore: number;
+  hwm: number;
+  cpuCores: number | null;
+  /** Cores used by this process: autocannon and the bookkeeping around it. */
+  benchCores: number;
+  /** Cores used by every postgres and redis-server process (other users of them included). */
+  postgresCores: number;
+  redisCores: number;
+  machineBusy: number | null;
+}
+
+const runTag = randomBytes(4).toString('hex');
+let sequence = 0;
+
+/** Signed, distinct webhook deliveries against `url` for `durationS` seconds. */
+async function load(target: string, url: string, pid: number | undefined, users: string[]): Promise<LoadResult> {
+  const answered: string[] = [];
+  const statuses: Record<string, number> = {};
+  const outcomes: Record<string, number> = {};
+  let rssPeak = 0;
+  const rssBefore = memoryOf(pid)?.rss ?? NaN;
+  const sampler = setInterval(() => {
+    const m = memoryOf(pid);
+    if (m && m.rss > rssPeak) rssPeak = m.rss;
+  }, 50);
+  const cpu0 = processCpuS(pid);
+  const bench0 = process.cpuUsage();
+  const stores0 = storesCpuS();
+  const machine0 = machineCpu();
+  const t0 = Date.now();
+
+  const result = await autocannon({
+    url,
+    connections,
+    pipelining: 1,
+    duration: durationS,
+    timeout: 10,
+    requests: [
+      {
+        method: 'POST',
+        path: '/webhooks/oura',
+        // Built anew for every request: a distinct event, signed with a fresh timestamp.
+        setupRequest: (req, context) => {
+          const n = ++sequence;
+          const objectId = `bench-${runTag}-${n}`;
+          const body = JSON.stringify({
+            event_type: 'create',
+            data_type: DOCUMENT_TYPES[n % DOCUMENT_TYPES.length],
+            object_id: objectId,
+            event_time: new Date().toISOString(),
+            user_id: users[n % users.length],
+          });
+          const timestamp = String(Math.floor(Date.now() / 1000));
+          (context as { objectId?: string }).objectId = objectId;
+          return {
+            ...req,
+            headers: {
+              'content-type': 'application/json',
+              'x-oura-timestamp': timestamp,
+              // Upper-case hex, as Oura (and the simulator) sends it.
+              'x-oura-signature': webhookSignature(SECRETS.OURA_CLIENT_SECRET, timestamp, body).toUpperCase(),
+            },
+            body,
+          };
+        },
+        // One request in flight per connection, so the context names the request answered.
+        onResponse: (status, body, context) => {
+          statuses[status] = (statuses[status] ?? 0) + 1;
+          if (status < 200 || status > 299) return;
+          answered.push((context as { objectId: string }).objectId);
+          const outcome = /"status":"([a-z_]+)"/.exec(body)?.[1] ?? 'unknown';
+          outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+        },
+      },
+    ],
+  });
+
+  clearInterval(sampler);
+  const elapsedS = (Date.now() - t0) / 1000;
+  const cpu1 = processCpuS(pid);
+  const bench1 = process.cpuUsage(bench0);
+  const stores1 = storesCpuS();
+  const machine1 = machineCpu();
+  const mem = memoryOf(pid);
+  return {
+    target,
+    reqPerS: result.requests.average,
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    maxMs: result.latency.max,
+    responses: result.requests.total,
+    ok2xx: result['2xx'],
+    non2xx: result.non2xx,
+    errors: result.errors,
+    timeouts: result.timeouts,
+    statuses,
+    outcomes,
+    answered,
+    rssPeakDuringLoad: Math.max(rssPeak, mem?.rss ?? 0),
+    rssBefore,
+    hwm: mem?.hwm ?? NaN,
+    cpuCores: cpu0 !== null && cpu1 !== null ? (cpu1 - cpu0) / elapsedS : null,
+    benchCores: (bench1.user + bench1.system) / 1e6 / elapsedS,
+    postgresCores: Math.max(0, stores1.postgres - stores0.postgres) / elapsedS,
+    redisCores: Math.max(0, stores1.redis - stores0.redis) / elapsedS,
+    machineBusy: machine0 && machine1 && machine1.total > machine0.total ? (machine1.busy - machine0.busy) / (machine1.total - machine0.total) : null,
+  };
+}
+
+// ---------------------------------------------------------------- the run
+
+function machine() {
+  let model = cpus()[0]?.model?.trim() ?? 'unknown';
+  try {
+    model = /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? model;
+  } catch {
+    /* not Linux */
+  }
+  return { cpu: model, cores: cpus().length, ramGiB: Math.round(totalmem() / 2 ** 30), node: process.version, os: `${process.platform} ${process.arch}` };
+}
+
+function codeVersion(): string {
+  try {
+    const git = (...a: string[]) => execFileSync('git', a, { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = git('status', '--porcelain', '--', 'src', 'migrations', 'package.json') !== '';
+    return `${git('rev-parse', '--short', 'HEAD')}${dirty ? ' with uncommitted changes in src/' : ''}`;
+  } catch {
+    return 'unknown';
+  }
+}
+
+const adminDatabaseUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const loadBefore = loadavg();
+const startedAt = new Date();
+
+const cleanups: Array<() => Promise<unknown>> = [];
+async function cleanup() {
+  for (const c of cleanups.reverse()) await c().catch((err: Error) => log(`cleanup: ${err.message}`));
+  cleanups.length = 0;
+}
+process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
+
+interface Verification {
+  answered: number;
+  recorded: number;
+  answeredRecordedQueued: number;
+  answeredWithJob: number;
+  recordedNotAnswered: number;
+  jobs: number;
+}
+
+async function run() {
+  const tag = randomBytes(4).toString('hex');
+  const dbName = `oura_bench_ingest_${tag}`;
+  const prefix = `bench-ingest-${tag}`;
+
+  // First, while nothing else is open: tsc blocks this process for a while.
+  let apiArgs = ['--import', 'tsx', path.join(repoRoot, 'src/main.ts'), 'api'];
+  if (built) {
+    log(`compiling src/ to ${path.relative(repoRoot, BUILD_DIR)}`);
+    rmSync(BUILD_DIR, { recursive: true, force: true });
+    try {
+      execFileSync(path.join(repoRoot, 'node_modules/.bin/tsc'), ['-p', 'tsconfig.build.json', '--outDir', BUILD_DIR], { cwd: repoRoot, stdio: 'pipe' });
+    } catch (err) {
+      // Type errors elsewhere in a working tree still emit JavaScript; only a missing entry point stops the run.
+      if (!existsSync(path.join(BUILD_DIR, 'main.js'))) throw err;
+      log('tsc reported errors; running what it emitted');
+    }
+    apiArgs = [path.join(BUILD_DIR, 'main.js'), 'api'];
+  }
+
+  // A fresh database with every migration applied.
+  const admin = new pg.Client({ connectionString: adminDatabaseUrl });
+  await admin.connect();
+  await admin.query(`create database ${dbName}`);
+  await admin.end();
+  cleanups.push(async () => {
+    const c = new pg.Client({ connectionString: adminDatabaseUrl });
+    await c.connect();
+    await c.query(`drop database if exists ${dbName} with (force)`);
+    await c.end();
+  });
+  const dbUrl = new URL(adminDatabaseUrl);
+  dbUrl.pathname = `/${dbName}`;
+  const pool = createPool({ url: dbUrl.toString(), max: 2 });
+  cleanups.push(() => pool.end());
+  await runMigrations(pool);
+
+  // Connected users (as /oauth/callback leaves them), so each event is accepted and queued.
+  const users = createUsersRepo(createDb(pool));
+  const cipher = createTokenCipher(SECRETS.TOKEN_ENCRYPTION_KEY);
+  const userIds = Array.from({ length: userCount }, (_, i) => `bench-user-${tag}-${i}`);
+  for (const id of userIds) {
+    await users.upsertConnected({
+      id,
+      personalInfo: null,
+      accessTokenEnc: cipher.encrypt(`access-${id}`),
+      refreshTokenEnc: cipher.encrypt(`refresh-${id}`),
+      expiresAt: new Date(Date.now() + 86_400_000),
+      scopes: 'daily heartrate workout session spo2 tag',
+    });
+  }
+
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  redis.on('error', (err) => log(`redis: ${err.message}`));
+  const queue = new Queue(EVENTS_QUEUE, { connection: redis, prefix });
+  cleanups.push(async () => {
+    await queue.close();
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length) await redis.del(...keys);
+    } while (cursor !== '0');
+    await redis.quit();
+  });
+
+  // The api, as deployed; no worker, so accepted jobs stay in the queue to be counted.
+  const apiPort = await freePort();
+  const apiUrl = `http://127.0.0.1:${apiPort}`;
+  if (argv['cpu-prof']) apiArgs = ['--cpu-prof', '--cpu-prof-dir', path.resolve(argv['cpu-prof']), ...apiArgs];
+  if (argv['api-node-flags']) apiArgs = [...argv['api-node-flags'].split(/\s+/).filter(Boolean), ...apiArgs];
+  const api = spawnChild('api', apiArgs, {
+    ...SECRETS,
+    DATABASE_URL: dbUrl.toString(),
+    REDIS_URL: redisUrl,
+    REDIS_KEY_PREFIX: prefix,
+    PUBLIC_BASE_URL: apiUrl,
+    // Nothing here calls Oura; should anything try, it fails at once.
+    OURA_API_BASE_URL: 'http://127.0.0.1:9',
+    PORT: String(apiPort),
+    HOST: '127.0.0.1',
+    LOG_LEVEL: logLevel,
+    ...(built ? { NODE_ENV: 'production' } : {}),
+  });
+  cleanups.push(() => stopChild(api));
+  await eventually('api /readyz', async () => (await fetch(`${apiUrl}/readyz`)).status === 200, { timeoutMs: 60_000, intervalMs: 200 });
+  log(`api ${api.child.pid} ready on ${apiUrl} (database ${dbName}, prefix ${prefix}, ${userCount} users, LOG_LEVEL ${logLevel}); ${durationS} s of load, ${connections} connections`);
+  const apiResult = await load('api', apiUrl, api.child.pid, userIds);
+
+  // Requests in flight when the load stopped may still be recorded; let them land.
+  await new Promise((r) => setTimeout(r, 1000));
+  const { rows } = await pool.query<{ id: string; object_id: string; status: string }>(
+    `select id, object_id, status from oura.webhook_events where object_id like $1`,
+    [`bench-${runTag}-%`],
+  );
+  const jobIds = new Set(await queue.getRanges(['wait', 'active', 'delayed', 'prioritized', 'completed', 'failed'], 0, -1));
+  const byObject = new Map(rows.map((r) => [r.object_id, r]));
+  let answeredRecordedQueued = 0;
+  let answeredWithJob = 0;
+  for (const objectId of apiResult.answered) {
+    const row = byObject.get(objectId);
+    if (row?.status === 'queued') answeredRecordedQueued++;
+    if (row && jobIds.has(`evt-${row.id}`)) answeredWithJob++;
+  }
+  const answeredSet = new Set(apiResult.answered);
+  const verification: Verification = {
+    answered: apiResult.answered.length,
+    recorded: rows.length,
+    answeredRecordedQueued,
+    answeredWithJob,
+    recordedNotAnswered: rows.filter((r) => !answeredSet.has(r.object_id)).length,
+    jobs: jobIds.size,
+  };
+  await stopChild(api);
+
+  // The bare reference, in its own process too.
+  const barePort = await freePort();
+  const bareUrl = `http://127.0.0.1:${barePort}`;
+  const bare = spawnChild('bare', ['--import', 'tsx', path.join(repoRoot, 'bench/bare-webhook-server.ts')], {
+    PORT: String(barePort),
+    OURA_CLIENT_SECRET: SECRETS.OURA_CLIENT_SECRET,
+  });
+  cleanups.push(() => stopChild(bare));
+  await eventually('bare server', async () => (await fetch(`${bareUrl}/readyz`)).status === 200, { timeoutMs: 30_000, intervalMs: 100 });
+  log(`bare server ${bare.child.pid} ready on ${bareUrl}`);
+  const bareResult = await load('bare', bareUrl, bare.child.pid, userIds);
+  await stopChild(bare);
+
+  return { apiResult, bareResult, verification };
+}
+
+// ---------------------------------------------------------------- reporting
+
+const mb = (b: number) => (Number.isFinite(b) ? `${(b / 1e6).toFixed(1)} MB` : 'n/a');
+const ms = (x: number) => (Number.isFinite(x) ? `${x} ms` : 'n/a');
+const f2 = (x: number | null) => (x !== null && Number.isFinite(x) ? x.toFixed(2) : 'n/a');
+
+function report(apiR: LoadResult, bareR: LoadResult, v: Verification): string {
+  const m = machine();
+  const ratio = apiR.reqPerS / bareR.reqPerS;
+  const others = (r: LoadResult) =>
+    Object.entries(r.statuses)
+      .filter(([s]) => !s.startsWith('2'))
+      .map(([s, n]) => `${n}×${s}`)
+      .join(', ');
+  const row = (name: string, a: string, b: string, c = '') => `| ${name} | ${a} | ${b} | ${c} |`;
+  const lines = [
+    `Run ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC, \`npm run bench:ingest -- --duration ${durationS} --connections ${connections} --users ${userCount} --log-level ${logLevel}${built ? ' --build' : ''}${argv['api-node-flags'] ? ` --api-node-flags='${argv['api-node-flags']}'` : ''}\`.`,
+    '',
+    `Machine: ${m.cpu}, ${m.cores} cores, ${m.ramGiB} GiB RAM, Node ${m.node}, ${m.os}; Postgres, Redis, autocannon and both servers on the same machine; load average ${loadBefore.map((x) => x.toFixed(2)).join(' / ')} (1/5/15 min) before the run. Code: ${codeVersion()}.  `,
+    `api: ${built ? '`node main.js api` compiled by tsc (NODE_ENV=production, as the Docker image runs it)' : '`node --import tsx src/main.ts api`'}, LOG_LEVEL ${logLevel} (stdout to /dev/null), no worker; ${userCount} connected users; every request a distinct, signed \`create\` event.`,
+    '',
+    '|  | api `POST /webhooks/oura` | bare `node:http` + HMAC (tsx) | api / bare |',
+    '| --- | --- | --- | --- |',
+    row('req/s (mean of per-second counts)', apiR.reqPerS.toFixed(0), bareR.reqPerS.toFixed(0), ratio.toFixed(3)),
+    row('latency p50', ms(apiR.p50Ms), ms(bareR.p50Ms), (apiR.p50Ms / bareR.p50Ms).toFixed(1) + '×'),
+    row('latency p99 (max)', `${ms(apiR.p99Ms)} (${ms(apiR.maxMs)})`, `${ms(bareR.p99Ms)} (${ms(bareR.maxMs)})`, (apiR.p99Ms / bareR.p99Ms).toFixed(1) + '×'),
+    row('responses: 2xx / non-2xx', `${apiR.ok2xx} / ${apiR.non2xx}${others(apiR) ? ` (${others(apiR)})` : ''}`, `${bareR.ok2xx} / ${bareR.non2xx}${others(bareR) ? ` (${others(bareR)})` : ''}`),
+    row('errors (of which timeouts)', `${apiR.errors} (${apiR.timeouts})`, `${bareR.errors} (${bareR.timeouts})`),
+    row('peak RSS during load (before load)', `${mb(apiR.rssPeakDuringLoad)} (${mb(apiR.rssBefore)})`, `${mb(bareR.rssPeakDuringLoad)} (${mb(bareR.rssBefore)})`),
+    row('RSS high-water mark, process life (VmHWM)', mb(apiR.hwm), mb(bareR.hwm)),
+    row('CPU cores: server / autocannon / Postgres / Redis / rest (machine busy)', cpuCell(apiR, m.cores), cpuCell(bareR, m.cores)),
+    '',
+    `Every event answered 2xx, checked afterwards: ${v.answeredRecordedQueued} / ${v.answered} are rows of oura.webhook_events with status \`queued\`, ${v.answeredWithJob} / ${v.answered} have their job in the \`${EVENTS_QUEUE}\` queue (api outcomes: ${Object.entries(apiR.outcomes).map(([k, n]) => `${n} ${k}`).join(', ') || 'none'}). Recorded but not answered (in flight when the load stopped): ${v.recordedNotAnswered}; rows ${v.recorded}, jobs ${v.jobs}.`,
+    '',
+    verdict(ratio >= TARGETS.ratio, `throughput ≥ ${TARGETS.ratio} × bare: ${ratio.toFixed(3)}`),
+    verdict(apiR.p99Ms <= TARGETS.p99Ms, `p99 ≤ ${TARGETS.p99Ms} ms: ${ms(apiR.p99Ms)}`),
+    verdict(apiR.non2xx === 0 && apiR.errors === 0, `zero non-2xx (and no errors): ${apiR.non2xx} non-2xx, ${apiR.errors} errors`),
+    verdict(Math.max(apiR.rssPeakDuringLoad, apiR.hwm) <= TARGETS.rssBytes, `api peak RSS ≤ 150 MB: ${mb(Math.max(apiR.rssPeakDuringLoad, apiR.hwm))}`),
+    verdict(v.answeredRecordedQueued === v.answered && v.answeredWithJob === v.answered, `every 2xx recorded and queued: ${v.answeredRecordedQueued} and ${v.answeredWithJob} of ${v.answered}`),
+  ];
+  return lines.join('\n');
+}
+/** Cores used by the server, autocannon (this process), Postgres, Redis, and everything else (other jobs on the machine). */
+function cpuCell(r: LoadResult, cores: number): string {
+  const rest = r.machineBusy === null || r.cpuCores === null ? NaN : r.machineBusy * cores - r.cpuCores - r.benchCores - r.postgresCores - r.redisCores;
+  return `${[r.cpuCores, r.benchCores, r.postgresCores, r.redisCores, Math.max(0, rest)].map(f2).join(' / ')} (${r.machineBusy === null ? 'n/a' : Math.round(r.machineBusy * 100)}% of ${cores})`;
+}
+function verdict(met: boolean, what: string): string {
+  return `- **${met ? 'met' : 'MISSED'}** ${what}`;
+}
+
+try {
+  const { apiResult, bareResult, verification } = await run();
+  await cleanup();
+  process.stdout.write(`\n${report(apiResult, bareResult, verification)}\n`);
+  if (argv.json) {
+    const strip = ({ answered: _a, ...r }: LoadResult) => r;
+    writeFileSync(argv.json, JSON.stringify({ startedAt, loadBefore, durationS, connections, userCount, logLevel, built, api: strip(apiResult), bare: strip(bareResult), verification }, null, 2));
+  }
+  process.exit(0);
+} catch (err) {
+  log(`could not run: ${(err as Error).stack ?? String(err)}`);
+  await cleanup();
+  process.exit(1);
+}

@@ -1,0 +1,76 @@
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { FastifyAdapter } from '@bull-board/fastify';
+import type { Queue } from 'bullmq';
+import type { FastifyInstance } from 'fastify';
+import { safeEqual } from '../crypto.js';
+import { ERROR_STATUS } from './errors.js';
+
+export const QUEUES_DASHBOARD_PATH = '/admin/queues';
+
+/** What Bull Board's error handler returns: a status of its own list and a body. */
+type BoardErrorAnswer = ReturnType<Parameters<FastifyAdapter['setErrorHandler']>[0]>;
+
+export interface QueuesDashboardOptions {
+  adminToken: string;
+  queues: Queue[];
+}
+
+/**
+ * The admin token a request presents: `Authorization: Bearer <token>`, or
+ * `Basic base64(<any user>:<token>)` so that a browser can log in through its
+ * own prompt. Null when neither is there.
+ */
+export function presentedAdminToken(header: string | undefined): string | null {
+  const bearer = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
+  if (bearer) return bearer[1]!;
+  const basic = /^Basic\s+([A-Za-z0-9+/]+={0,2})\s*$/i.exec(header ?? '');
+  if (!basic) return null;
+  const decoded = Buffer.from(basic[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  return colon === -1 ? null : decoded.slice(colon + 1);
+}
+
+/**
+ * Bull Board (UI, its static assets and its JSON API) at /admin/queues, for
+ * the given queues, behind the admin token. Register it at the root: it sets
+ * its own prefix.
+ */
+export async function queuesDashboard(app: FastifyInstance, opts: QueuesDashboardOptions) {
+  const board = new FastifyAdapter();
+  board.setBasePath(QUEUES_DASHBOARD_PATH);
+  createBullBoard({
+    queues: opts.queues.map((q) => new BullMQAdapter(q)),
+    serverAdapter: board,
+    options: { uiConfig: { boardTitle: 'oura-ingest queues' } },
+  });
+  // Bull Board answers its own errors (it sets an error handler in its scope), in
+  // the shape its UI reads; this one keeps 5xx text to ourselves, as the app's handler does.
+  board.setErrorHandler((err: Error & { statusCode?: number }) => {
+    const status = err.statusCode && err.statusCode < 500 ? err.statusCode : 500;
+    const body = { error: { key: 'ERRORS.INTERNAL_SERVER_ERROR' }, message: status < 500 ? err.message : 'internal error' };
+    return { status, body } as BoardErrorAnswer;
+  });
+
+  await app.register(async (scope) => {
+    // The check answers itself rather than throwing: an error thrown here would
+    // reach Bull Board's error handler (its routes live in a child scope), not the app's.
+    scope.addHook('onRequest', async (req, reply) => {
+      const token = presentedAdminToken(req.headers.authorization);
+      if (token !== null && safeEqual(token, opts.adminToken)) return;
+      return reply
+        .code(ERROR_STATUS.unauthorized)
+        .header('www-authenticate', 'Basic realm="oura-ingest"')
+        .send({
+          code: 'unauthorized',
+          message: 'the queue dashboard needs the admin token: Authorization: Bearer <ADMIN_TOKEN>, or Basic auth with it as the password',
+          request_id: req.id,
+        });
+    });
+    scope.addHook('onError', async (req, _reply, err) => {
+      const status = (err as { statusCode?: number }).statusCode ?? 500;
+      if (status >= 500) req.log.error({ err }, 'queue dashboard request failed');
+    });
+    await scope.register(board.registerPlugin(), { prefix: QUEUES_DASHBOARD_PATH });
+  });
+}
