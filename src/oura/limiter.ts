@@ -31,6 +31,7 @@ local t = now
 local app_limit = 0
 local app_window = 0
 local windows = {}
+local paused_until = 0
 for i = 0, ntiers - 1 do
   local log = KEYS[3 + i * 3]
   local pause = KEYS[4 + i * 3]
@@ -56,7 +57,7 @@ for i = 0, ntiers - 1 do
   windows[i] = window
   redis.call('ZREMRANGEBYSCORE', log, '-inf', now - window)
   local p = tonumber(redis.call('GET', pause) or '0')
-  if p > t then t = p end
+  if p > paused_until then paused_until = p end
   local last = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
   if last[2] then
     local next_spaced = tonumber(last[2]) + spacing
@@ -68,6 +69,11 @@ for i = 0, ntiers - 1 do
     local free_at = tonumber(nth[2]) + window
     if free_at > t then t = free_at end
   end
+end
+-- A pause (Oura said 429) books nothing: the caller comes back when it ends,
+-- so a paused token never holds application slots that others could use.
+if paused_until > now then
+  return {2, paused_until - now}
 end
 if class == 'background' then
   redis.call('ZREMRANGEBYSCORE', bglog, '-inf', now - app_window)
@@ -181,7 +187,11 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
   const tierKeys = (tier: string) => [`${prefix}:${tier}:log`, `${prefix}:${tier}:pause`, `${prefix}:${tier}:override`];
   const tokenTier = (tokenId: string) => `token:${tokenId}`;
 
-  async function tryAcquire(tokenId: string | null, priority: Priority, member: string): Promise<{ granted: boolean; delayMs: number }> {
+  async function tryAcquire(
+    tokenId: string | null,
+    priority: Priority,
+    member: string,
+  ): Promise<{ granted: boolean; paused: boolean; delayMs: number }> {
     const keys = [`${prefix}:live-waiters`, `${prefix}:background:log`, ...tierKeys('app')];
     const ahead = priority === 'live' ? maxAheadMs : backgroundMaxAheadMs;
     const args: (string | number)[] = [ahead, member, 1, priority, reserve, ...tierArgs(opts.app, marginMs)];
@@ -191,8 +201,8 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
       args[2] = 2;
       args.push(...(opts.token ? tierArgs(opts.token, marginMs) : [1_000_000_000, 1000, 0]));
     }
-    const [granted, delay] = (await redis.eval(SCRIPT, keys.length, ...keys, ...args)) as [number, number];
-    return { granted: granted === 1, delayMs: Math.max(0, delay) };
+    const [code, delay] = (await redis.eval(SCRIPT, keys.length, ...keys, ...args)) as [number, number];
+    return { granted: code === 1, paused: code === 2, delayMs: Math.max(0, delay) };
   }
 
   return {
@@ -216,7 +226,12 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
       const member = randomUUID();
       for (;;) {
         options.signal?.throwIfAborted();
-        const { granted, delayMs } = await tryAcquire(tokenId, priority, member);
+        const { granted, paused, delayMs } = await tryAcquire(tokenId, priority, member);
+        if (paused) {
+          // Oura asked us to wait: sleep it out (with jitter so waiters do not return at once).
+          await sleep(delayMs + Math.random() * 100, options.signal);
+          continue;
+        }
         if (granted) {
           if (delayMs > 0) {
             await sleep(delayMs, options.signal);
