@@ -98,8 +98,8 @@ const lightUsers = argv['light-users'] ? Math.round(positive(argv['light-users']
 const seed = Math.round(Number(argv.seed));
 const drainTimeoutMs = positive(argv['drain-timeout']!, 'drain-timeout') * 1000;
 
-/** The limiter's own ceiling: N per (W + margin), margin as in src/oura/limiter.ts (5% of W, 250 ms–1 s). */
-const marginMs = Math.min(1000, Math.max(250, limit.windowS * 50));
+/** The limiter's own ceiling: N per (W + margin), margin as in src/oura/limiter.ts (2.5% of W, 250 ms–1 s). */
+const marginMs = Math.min(1000, Math.max(250, limit.windowS * 25));
 const limiterCeiling = (limit.limit / (limit.windowS * 1000 + marginMs)) * 1000;
 
 const log = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);

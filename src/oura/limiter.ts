@@ -164,9 +164,9 @@ export interface Permit {
 /** A permit used later than this after its slot is taken again (see OuraClient.send). */
 export const STALE_PERMIT_MS = 250;
 
-/** Default safety margin: 5% of the window, between 250 ms and 1 s. */
+/** Default safety margin: 2.5% of the window, between 250 ms and 1 s. */
 function defaultMargin(r: RateLimit): number {
-  return Math.min(1000, Math.max(250, r.windowS * 50));
+  return Math.min(1000, Math.max(250, r.windowS * 25));
 }
 
 function tierArgs(r: RateLimit, marginMs: number | undefined): number[] {

@@ -26,7 +26,7 @@ export interface EventWorkerDeps extends ProcessEventDeps {
  */
 const SCARCE_BACKLOG_MS = 1500;
 const QUIET_MS = 6000;
-const MAX_HOLD_MS = 20_000;
+const MAX_HOLD_MS = 30_000;
 
 /** Codes of refusals that retrying cannot fix: recorded on the user, not retried. */
 const ACCESS_ERRORS = new Set([403, 426]);
