@@ -15,6 +15,8 @@ export interface DeliveryBatcherOptions {
   queue: EventQueue;
   /** Most deliveries written by one statement. */
   maxBatch?: number;
+  /** Batches being written at once: while one waits on Postgres, the next can start. */
+  maxInFlight?: number;
   /** Bounds how long a batch may wait on Redis before its deliveries get 503. */
   queueTimeoutMs?: number;
   onError?: (stage: 'database' | 'queue', err: Error) => void;
@@ -37,21 +39,33 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 }
 
 /**
- * Group commit for the webhook's acceptance path. Deliveries that arrive while
- * a batch is being written wait for the next one; each batch is one Postgres
- * statement and one Redis round trip (addBulk). Every delivery is answered
+ * Group commit for the webhook's acceptance path. Deliveries that arrive
+ * together form a batch; each batch is one Postgres statement and one Redis
+ * round trip (addBulk), with up to `maxInFlight` batches written at once. Every delivery is answered
  * only once its own event is recorded and queued; if either store fails, every
  * delivery of that batch gets the error (503), and Oura retries them.
  */
 export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
   const maxBatch = opts.maxBatch ?? 500;
+  const maxInFlight = opts.maxInFlight ?? 4;
   const queueTimeoutMs = opts.queueTimeoutMs ?? 3000;
   let waiting: Pending[] = [];
-  let flushing = false;
+  let inFlight = 0;
+  let scheduled = false;
+
+  function schedule(): void {
+    if (scheduled || waiting.length === 0 || inFlight >= maxInFlight) return;
+    scheduled = true;
+    // Let the deliveries that arrived in this turn of the event loop join the batch.
+    setImmediate(() => {
+      scheduled = false;
+      void flush();
+    });
+  }
 
   async function flush(): Promise<void> {
-    if (flushing || waiting.length === 0) return;
-    flushing = true;
+    if (waiting.length === 0 || inFlight >= maxInFlight) return;
+    inFlight++;
     const batch = waiting.slice(0, maxBatch);
     waiting = waiting.slice(batch.length);
     try {
@@ -84,8 +98,8 @@ export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
       }
       batch.forEach((p, i) => p.resolve(recorded[i]!));
     } finally {
-      flushing = false;
-      if (waiting.length > 0) void flush();
+      inFlight--;
+      schedule();
     }
   }
 
@@ -94,7 +108,7 @@ export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
     submit(event: IncomingEvent, supported: boolean): Promise<RecordedEvent> {
       return new Promise((resolve, reject) => {
         waiting.push({ event, supported, resolve, reject });
-        if (!flushing) setImmediate(() => void flush());
+        schedule();
       });
     },
   };
