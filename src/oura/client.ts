@@ -71,6 +71,14 @@ export function classifyResponse(status: number, headers: Headers, body: string,
     const parsed = JSON.parse(body) as { error?: unknown; detail?: unknown };
     if (typeof parsed.error === 'string') code = parsed.error;
     if (typeof parsed.detail === 'string') detail = parsed.detail.slice(0, 200);
+    // FastAPI-style validation errors (422): [{loc, msg, type}, …]
+    else if (Array.isArray(parsed.detail) && parsed.detail.length > 0) {
+      detail = (parsed.detail as Array<{ loc?: unknown[]; msg?: unknown }>)
+        .slice(0, 3)
+        .map((d) => `${Array.isArray(d.loc) ? d.loc.join('.') + ': ' : ''}${typeof d.msg === 'string' ? d.msg : 'invalid'}`)
+        .join('; ')
+        .slice(0, 300);
+    }
   } catch {
     /* not JSON */
   }
