@@ -17,6 +17,7 @@ import { createOuraClient } from './oura/client.js';
 import { createSubscriptionsClient } from './oura/subscriptions.js';
 import { createLimiter } from './oura/limiter.js';
 import { createTokenService } from './oura/tokens.js';
+import { withTimeout } from './timeout.js';
 import { createBackfillQueue } from './workers/backfill.js';
 import { createMaintenanceQueue } from './workers/maintenance.js';
 import { createEventQueue } from './workers/queues.js';
@@ -99,7 +100,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
   }
 
   async function readiness(): Promise<Record<string, boolean>> {
-    const within = <T>(p: Promise<T>) => Promise.race([p, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('timeout')), 2000))]);
+    const within = <T>(p: Promise<T>) => withTimeout(p, 2000, 'readiness check');
     const [postgres, redisOk, migrations] = await Promise.all([
       within(pool.query('select 1')).then(() => true, () => false),
       within(redis.ping()).then((r) => r === 'PONG', () => false),

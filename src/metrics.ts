@@ -1,5 +1,6 @@
 import type { Queue, Worker } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { withTimeout } from './timeout.js';
 
 /**
  * Prometheus metrics of one process. A registry per instance (not the global
@@ -60,11 +61,6 @@ export function createMetrics() {
     labelNames: ['outcome'] as const,
     registers: [registry],
   });
-  const webhookSilence = new Gauge({
-    name: 'oura_ingest_seconds_since_last_webhook',
-    help: 'Seconds since the newest webhook delivery was recorded (-1: none yet); alert when large while users are active',
-    registers: [registry],
-  });
   const ingestLatency = new Histogram({
     name: 'oura_ingest_ingest_latency_seconds',
     help: 'Webhook received → its document written (or removed) in Postgres',
@@ -84,7 +80,7 @@ export function createMetrics() {
     buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
     registers: [registry],
   });
-  return { registry, webhookSilence, ingestLatency, jobs, jobDuration, ouraRequests, eventsProcessed, eventRequests, rateLimited, limiterWait, tokenRefreshes, deliveries };
+  return { registry, ingestLatency, jobs, jobDuration, ouraRequests, eventsProcessed, eventRequests, rateLimited, limiterWait, tokenRefreshes, deliveries };
 }
 export type Metrics = ReturnType<typeof createMetrics>;
 
@@ -115,8 +111,7 @@ export function registerCollectors(
   },
 ): void {
   const { registry } = metrics;
-  const scrapeTimeout = <T>(p: Promise<T>) =>
-    Promise.race([p, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('scrape timeout')), 2000))]);
+  const scrapeTimeout = <T>(p: Promise<T>) => withTimeout(p, 2000, 'metrics scrape');
   new Gauge({
     name: 'oura_ingest_queue_jobs',
     help: 'Jobs in each queue by state',
@@ -181,8 +176,7 @@ export function registerCollectors(
       }
     },
   });
-  registry.removeSingleMetric('oura_ingest_seconds_since_last_webhook');
-  const silence = new Gauge({
+  new Gauge({
     name: 'oura_ingest_seconds_since_last_webhook',
     help: 'Seconds since the newest webhook delivery was recorded (-1: none yet); alert when large while users are active',
     registers: [registry],
@@ -195,5 +189,4 @@ export function registerCollectors(
       }
     },
   });
-  metrics.webhookSilence = silence;
 }

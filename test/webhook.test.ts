@@ -13,6 +13,18 @@ function signed(body: string | Buffer, opts: { ts?: number; secret?: string; upp
   return { 'content-type': 'application/json', 'x-oura-timestamp': ts, 'x-oura-signature': sig };
 }
 
+/** The user the test events name, stored as connected (tokens are placeholders: nothing is fetched here). */
+function connectKnownUser(deps: Deps) {
+  return deps.users.upsertConnected({
+    id: 'user-known',
+    personalInfo: {},
+    accessTokenEnc: deps.cipher.encrypt('a'),
+    refreshTokenEnc: deps.cipher.encrypt('r'),
+    expiresAt: null,
+    scopes: null,
+  });
+}
+
 function event(over: Record<string, unknown> = {}) {
   return {
     event_type: 'create',
@@ -36,14 +48,7 @@ describe('webhook endpoint', () => {
     redisUrl = (await getServices()).redisUrl;
     deps = createDeps(testConfig({ DATABASE_URL: db.url, REDIS_URL: redisUrl }), { prefix });
     app = await buildApp(deps);
-    await deps.users.upsertConnected({
-      id: 'user-known',
-      personalInfo: {},
-      accessTokenEnc: deps.cipher.encrypt('a'),
-      refreshTokenEnc: deps.cipher.encrypt('r'),
-      expiresAt: null,
-      scopes: null,
-    });
+    await connectKnownUser(deps);
   });
   after(async () => {
     await app.close();
@@ -178,14 +183,7 @@ describe('webhook endpoint with a store down', () => {
     const deps = createDeps(testConfig({ DATABASE_URL: db.url, REDIS_URL: 'redis://127.0.0.1:1' }), { prefix: uniquePrefix('down') });
     const app = await buildApp(deps);
     try {
-      await deps.users.upsertConnected({
-        id: 'user-known',
-        personalInfo: {},
-        accessTokenEnc: deps.cipher.encrypt('a'),
-        refreshTokenEnc: deps.cipher.encrypt('r'),
-        expiresAt: null,
-        scopes: null,
-      });
+      await connectKnownUser(deps);
       const body = JSON.stringify(event());
       const res = await app.inject({ method: 'POST', url: '/webhooks/oura', payload: body, headers: signed(body) });
       assert.equal(res.statusCode, 503, res.body);

@@ -47,21 +47,6 @@ export function createDocumentsRepo(db: Db) {
       return rows.length;
     },
 
-    async remove(type: DocumentType, userId: string, id: string): Promise<boolean> {
-      const table = documentTables[type];
-      const rows = await db
-        .delete(table)
-        .where(and(eq(table.id, id), eq(table.user_id, userId)))
-        .returning({ id: table.id });
-      return rows.length > 0;
-    },
-
-    async get(type: DocumentType, id: string): Promise<Row | null> {
-      const table = documentTables[type];
-      const rows = await db.select().from(table).where(eq(table.id, id)).limit(1);
-      return (rows[0] as Row | undefined) ?? null;
-    },
-
     /** The day (collection date field) of stored documents, by id. */
     async daysOf(type: DocumentType, userId: string, ids: string[]): Promise<Map<string, string>> {
       const field = documentTypes[type].dateField;

@@ -28,69 +28,11 @@ export interface RecordedEvent {
 export function createEventsRepo(db: Db) {
   return {
     /**
-     * Records a delivery durably. A repeat of a recorded delivery only bumps its
-     * delivery count and returns the existing row.
-     */
-    async record(e: IncomingEvent, status: 'queued' | 'ignored', outcome: string | null): Promise<RecordedEvent> {
-      const rows = await db
-        .insert(webhookEvents)
-        .values({
-          dedupe_key: dedupeKey(e),
-          event_type: e.event_type,
-          data_type: e.data_type,
-          object_id: e.object_id,
-          user_id: e.user_id,
-          event_time: e.event_time,
-          status,
-          outcome,
-          processed_at: status === 'ignored' ? new Date() : null,
-        })
-        .onConflictDoUpdate({
-          target: webhookEvents.dedupe_key,
-          set: { deliveries: sql`${webhookEvents.deliveries} + 1` },
-        })
-        .returning({ id: webhookEvents.id, status: webhookEvents.status, inserted: sql<boolean>`(xmax = 0)` });
-      const row = rows[0]!;
-      return { id: row.id, status: row.status, inserted: row.inserted };
-    },
-
-    /**
-     * Records one verified delivery in a single round trip: events for a type we
-     * do not fetch, or for a user we do not know, are recorded as ignored; the
-     * user's last_webhook_at moves forward.
-     */
-    async recordDelivery(e: IncomingEvent, supported: boolean): Promise<RecordedEvent> {
-      const result = await db.execute<{ id: string; status: EventStatus; inserted: boolean }>(sql`
-        with u as (
-          update oura.users set last_webhook_at = now()
-          where id = ${e.user_id} and status <> 'revoked' and ${supported}
-          returning id
-        ), v as (
-          select case when ${!supported} then 'unsupported_data_type'
-                      when u.id is null then 'unknown_user' end as ignored
-          from (select 1) one left join u on true
-        )
-        insert into oura.webhook_events
-          (dedupe_key, event_type, data_type, object_id, user_id, event_time, status, outcome, processed_at)
-        select ${dedupeKey(e)}, ${e.event_type}, ${e.data_type}, ${e.object_id}, ${e.user_id}, ${e.event_time},
-               case when v.ignored is null then 'queued' else 'ignored' end, v.ignored,
-               case when v.ignored is null then null else now() end
-        from v
-        on conflict (dedupe_key) do update set
-          deliveries = oura.webhook_events.deliveries + 1,
-          -- Oura's event_time has one-second precision: a "repeat" of an event already
-          -- served may be a new change in the same second. Serve it again; it costs one fetch.
-          status = case when oura.webhook_events.status = 'done' then 'queued' else oura.webhook_events.status end,
-          outcome = case when oura.webhook_events.status = 'done' then null else oura.webhook_events.outcome end,
-          processed_at = case when oura.webhook_events.status = 'done' then null else oura.webhook_events.processed_at end
-        returning id, status, (xmax = 0) as inserted`);
-      const row = result.rows[0]!;
-      return { id: Number(row.id), status: row.status, inserted: row.inserted };
-    },
-
-    /**
-     * Records many verified deliveries in one statement (group commit): same
-     * rules as recordDelivery. Deliveries repeating one another inside the
+     * Records verified deliveries in one statement (group commit), and moves
+     * each known user's last_webhook_at forward. Events for a type we do not
+     * fetch, or for a user we do not know, are recorded as ignored. A repeat of
+     * a recorded delivery only bumps its count (and, if that event was already
+     * served, queues it again). Deliveries repeating one another inside the
      * batch share one row; the result is in input order.
      */
     async recordDeliveries(batch: Array<{ event: IncomingEvent; supported: boolean }>): Promise<RecordedEvent[]> {

@@ -1,4 +1,4 @@
-import { and, desc, eq, gte, lt, sql } from 'drizzle-orm';
+import { desc, eq, sql } from 'drizzle-orm';
 import type { TimeSeriesType } from '../oura/registry.js';
 import type { Db } from './index.js';
 import { heartrate, ringBatteryLevel } from './schema/core.js';
@@ -69,14 +69,6 @@ export function createSeriesRepo(db: Db) {
       return rows[0] ? new Date(rows[0].t) : null;
     },
 
-    async count(type: TimeSeriesType, userId: string, from: Date, to: Date): Promise<number> {
-      const table = type === 'heartrate' ? heartrate : ringBatteryLevel;
-      const rows = await db
-        .select({ n: sql<number>`count(*)::int` })
-        .from(table)
-        .where(and(eq(table.user_id, userId), gte(table.timestamp, from.toISOString()), lt(table.timestamp, to.toISOString())));
-      return rows[0]?.n ?? 0;
-    },
   };
 }
 export type SeriesRepo = ReturnType<typeof createSeriesRepo>;

@@ -56,10 +56,6 @@ export function createUsersRepo(db: Db) {
       await db.update(users).set({ status, status_reason: reason, updated_at: new Date() }).where(eq(users.id, id));
     },
 
-    async touchWebhook(id: string): Promise<void> {
-      await db.update(users).set({ last_webhook_at: new Date() }).where(eq(users.id, id));
-    },
-
     async touchFetch(id: string): Promise<void> {
       await db.update(users).set({ last_fetch_at: new Date() }).where(eq(users.id, id));
     },
@@ -97,11 +93,6 @@ export function createUsersRepo(db: Db) {
                (select max(received_at) from oura.webhook_events) as last`);
       const row = result.rows[0]!;
       return { active: row.active, lastWebhookAt: row.last ? new Date(row.last) : null };
-    },
-
-    async isActive(id: string): Promise<boolean> {
-      const rows = await db.select({ id: users.id }).from(users).where(and(eq(users.id, id), eq(users.status, 'active'))).limit(1);
-      return rows.length > 0;
     },
 
     /** Every user's token ciphertexts (for key rotation). */

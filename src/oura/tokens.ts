@@ -1,11 +1,10 @@
-import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { TokenCipher } from '../crypto.js';
 import type { UsersRepo } from '../db/users.js';
 import type { Metrics } from '../metrics.js';
 import { OuraApiError, type OuraClient, type TokenSet } from './client.js';
-import { sleep } from './limiter.js';
+import { withLock } from '../redis-lock.js';
 
 /** The user cannot be served until something changes (reconnect, membership). */
 export class UserUnavailableError extends Error {
@@ -18,8 +17,6 @@ export class UserUnavailableError extends Error {
     super(`user is ${status}${reason ? ` (${reason})` : ''}`);
   }
 }
-
-const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
 /**
  * Gives workers a valid access token for a user and refreshes it when Oura says
@@ -63,35 +60,33 @@ export function createTokenService(deps: {
 
   /** Refreshes unless another process already replaced `staleAccessToken`. Returns the token to use. */
   async function refresh(userId: string, staleAccessToken: string): Promise<string> {
-    const lockKey = `${deps.prefix}:lock:refresh:${userId}`;
-    const owner = randomUUID();
-    const deadline = Date.now() + 30_000;
-    while ((await redis.set(lockKey, owner, 'PX', 20_000, 'NX')) !== 'OK') {
-      if (Date.now() > deadline) throw new OuraApiError('token refresh lock wait timed out', 0, true, { code: 'refresh_busy' });
-      await sleep(50 + Math.random() * 50);
-    }
-    try {
-      const now = await current(userId);
-      if (now.accessToken !== staleAccessToken) return now.accessToken;
-      let fresh: TokenSet;
-      try {
-        fresh = await oura.refresh(now.refreshToken);
-      } catch (err) {
-        if (err instanceof OuraApiError && (err.status === 400 || err.status === 401) && !err.retryable) {
-          deps.metrics?.tokenRefreshes.inc({ result: 'refused' });
-          await users.setStatus(userId, 'reauth_required', `refresh refused: ${err.code}`);
-          log.warn({ userId, code: err.code }, 'refresh token refused; user must reconnect');
-          throw new UserUnavailableError(userId, 'reauth_required', err.code);
+    const locked = await withLock(
+      redis,
+      `${deps.prefix}:lock:refresh:${userId}`,
+      async () => {
+        const now = await current(userId);
+        if (now.accessToken !== staleAccessToken) return now.accessToken;
+        let fresh: TokenSet;
+        try {
+          fresh = await oura.refresh(now.refreshToken);
+        } catch (err) {
+          if (err instanceof OuraApiError && (err.status === 400 || err.status === 401) && !err.retryable) {
+            deps.metrics?.tokenRefreshes.inc({ result: 'refused' });
+            await users.setStatus(userId, 'reauth_required', `refresh refused: ${err.code}`);
+            log.warn({ userId, code: err.code }, 'refresh token refused; user must reconnect');
+            throw new UserUnavailableError(userId, 'reauth_required', err.code);
+          }
+          throw err;
         }
-        throw err;
-      }
-      await users.saveTokens(userId, stored(fresh));
-      deps.metrics?.tokenRefreshes.inc({ result: 'ok' });
-      log.info({ userId }, 'access token refreshed');
-      return fresh.access_token;
-    } finally {
-      await redis.eval(RELEASE, 1, lockKey, owner);
-    }
+        await users.saveTokens(userId, stored(fresh));
+        deps.metrics?.tokenRefreshes.inc({ result: 'ok' });
+        log.info({ userId }, 'access token refreshed');
+        return fresh.access_token;
+      },
+      { ttlMs: 20_000, waitMs: 30_000 },
+    );
+    if (!locked.acquired) throw new OuraApiError('token refresh lock wait timed out', 0, true, { code: 'refresh_busy' });
+    return locked.value;
   }
 
   return {

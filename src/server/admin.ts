@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { listFailed, replayFailed } from '../admin/failed.js';
 import { listSubscriptions, syncAppSubscriptions } from '../admin/subscriptions.js';
 import { backfillUser, defaultBackfillDays, disconnectUser, listUsers } from '../admin/users.js';
-import { safeEqual } from '../crypto.js';
+import { isAdmin } from './admin-auth.js';
 import type { Deps } from '../deps.js';
 import { OuraApiError } from '../oura/client.js';
 import { AppError } from './errors.js';
@@ -44,9 +44,7 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRoutesOptions
   const { deps } = opts;
 
   app.addHook('onRequest', async (req) => {
-    const header = req.headers.authorization ?? '';
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!match || !safeEqual(match[1]!, opts.adminToken)) {
+    if (!isAdmin(req.headers.authorization, opts.adminToken)) {
       throw new AppError('unauthorized', 'admin routes need Authorization: Bearer <ADMIN_TOKEN>');
     }
   });

@@ -1,6 +1,7 @@
 import type { EventsRepo, IncomingEvent, RecordedEvent } from '../db/events.js';
 import type { EventQueue } from '../workers/queues.js';
 import { eventJobId, requeueEvents } from '../workers/queues.js';
+import { withTimeout } from '../timeout.js';
 import { AppError } from './errors.js';
 
 interface Pending {
@@ -20,22 +21,6 @@ export interface DeliveryBatcherOptions {
   /** Bounds how long a batch may wait on Redis before its deliveries get 503. */
   queueTimeoutMs?: number;
   onError?: (stage: 'database' | 'queue', err: Error) => void;
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(t);
-        reject(e);
-      },
-    );
-  });
 }
 
 /**
@@ -87,7 +72,7 @@ export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
         }
         // Repeats of recorded events (rare: Oura retrying): make sure a job will run.
         if (again.length > 0) work.push(requeueEvents(opts.queue, again));
-        await withTimeout(Promise.all(work), queueTimeoutMs);
+        await withTimeout(Promise.all(work), queueTimeoutMs, 'queueing');
       } catch (err) {
         // The events are recorded (the sweeper will queue them), but only what is
         // queued is acknowledged: Oura retries a 503.

@@ -3,7 +3,7 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import type { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
-import { safeEqual } from '../crypto.js';
+import { isAdmin } from './admin-auth.js';
 import { ERROR_STATUS } from './errors.js';
 
 export const QUEUES_DASHBOARD_PATH = '/admin/queues';
@@ -14,21 +14,6 @@ type BoardErrorAnswer = ReturnType<Parameters<FastifyAdapter['setErrorHandler']>
 export interface QueuesDashboardOptions {
   adminToken: string;
   queues: Queue[];
-}
-
-/**
- * The admin token a request presents: `Authorization: Bearer <token>`, or
- * `Basic base64(<any user>:<token>)` so that a browser can log in through its
- * own prompt. Null when neither is there.
- */
-export function presentedAdminToken(header: string | undefined): string | null {
-  const bearer = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
-  if (bearer) return bearer[1]!;
-  const basic = /^Basic\s+([A-Za-z0-9+/]+={0,2})\s*$/i.exec(header ?? '');
-  if (!basic) return null;
-  const decoded = Buffer.from(basic[1]!, 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  return colon === -1 ? null : decoded.slice(colon + 1);
 }
 
 /**
@@ -56,8 +41,7 @@ export async function queuesDashboard(app: FastifyInstance, opts: QueuesDashboar
     // The check answers itself rather than throwing: an error thrown here would
     // reach Bull Board's error handler (its routes live in a child scope), not the app's.
     scope.addHook('onRequest', async (req, reply) => {
-      const token = presentedAdminToken(req.headers.authorization);
-      if (token !== null && safeEqual(token, opts.adminToken)) return;
+      if (isAdmin(req.headers.authorization, opts.adminToken, { basic: true })) return;
       return reply
         .code(ERROR_STATUS.unauthorized)
         .header('www-authenticate', 'Basic realm="oura-ingest"')

@@ -2,7 +2,7 @@ import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { OuraApiError } from '../oura/client.js';
-import { withLock } from './lock.js';
+import { withLock } from '../redis-lock.js';
 import { processEvent, type ProcessEventDeps } from './process-event.js';
 import { EVENTS_QUEUE, EventJob } from './queues.js';
 
@@ -61,8 +61,8 @@ export function createEventWorker(deps: EventWorkerDeps) {
       const r = await withLock(
         deps.redis,
         lockKey,
-        () => processEvent({ ...deps, log: log.child({ jobId: job.id }) }, input),
-        deps.lockDurationMs ?? 30_000,
+        () => processEvent({ ...deps, log: log.child({ jobId: job.id }) }, event),
+        { ttlMs: deps.lockDurationMs ?? 30_000 },
       );
       if (r.acquired) return r.value;
     } catch (err) {

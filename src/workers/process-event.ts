@@ -8,7 +8,6 @@ import type { Limiter } from '../oura/limiter.js';
 import { documentTypes, isDocumentType, type DocumentType } from '../oura/registry.js';
 import type { TokenService } from '../oura/tokens.js';
 import { UserUnavailableError } from '../oura/tokens.js';
-import type { EventJob } from './queues.js';
 
 export interface ProcessEventDeps {
   events: EventsRepo;
@@ -24,6 +23,8 @@ export interface ProcessEventDeps {
 export type EventOutcome = 'served' | 'already_finished' | 'parked' | 'user_unavailable' | 'unsupported_data_type';
 
 type PendingEvent = Awaited<ReturnType<EventsRepo['pendingFor']>>[number];
+/** A recorded webhook event, as the event worker read it. */
+export type EventRow = NonNullable<Awaited<ReturnType<EventsRepo['get']>>>;
 type Doc = Record<string, unknown>;
 
 /** A collection read covers at most this many days; older documents are read one by one. */
@@ -51,9 +52,8 @@ function isoDay(ms: number): string {
  * Events recorded after the claim keep their own jobs and cause one more
  * fetch after this one.
  */
-export async function processEvent(deps: ProcessEventDeps, input: EventJob): Promise<EventOutcome> {
-  const event = await deps.events.get(input.eventId);
-  if (!event || event.status !== 'queued') return 'already_finished';
+export async function processEvent(deps: ProcessEventDeps, event: EventRow): Promise<EventOutcome> {
+  if (event.status !== 'queued') return 'already_finished';
   const log = deps.log.child({ eventId: event.id, userId: event.user_id, dataType: event.data_type });
   const type = event.data_type;
   if (!isDocumentType(type)) {

@@ -18,7 +18,6 @@ export function reconcileTickTask(deps: Deps): MaintenanceTask {
       for (const userId of due) await requestReconcile(d, userId);
       const { active, lastWebhookAt } = await d.users.webhookActivity();
       const silentS = lastWebhookAt ? (Date.now() - lastWebhookAt.getTime()) / 1000 : null;
-      d.metrics.webhookSilence.set(silentS ?? -1);
       if (active > 0 && silentS !== null && silentS > d.config.SILENCE_ALERT_S) {
         log.warn({ activeUsers: active, silentS: Math.round(silentS) }, 'no webhook received for longer than SILENCE_ALERT_S while users are active');
       }

@@ -1,5 +1,5 @@
 import type { Deps } from '../deps.js';
-import { withLock } from './lock.js';
+import { withLock } from '../redis-lock.js';
 import { requeueEvents } from './queues.js';
 
 /**
@@ -31,7 +31,7 @@ export function startSweeper(deps: Deps, onTick?: () => Promise<void>) {
     withLock(deps.redis, `${deps.prefix}:lock:sweeper`, async () => {
       await sweepOnce(deps);
       await onTick?.();
-    }, everyMs)
+    }, { ttlMs: everyMs })
       .catch((err: Error) => deps.log.warn({ module: 'sweeper', err: { message: err.message } }, 'sweep failed'))
       .finally(() => {
         running = false;
