@@ -11,9 +11,10 @@
  * The api is `node --import tsx src/main.ts api` (with --build: compiled by
  * tsc and run as the Docker image runs it), on a fresh database (migrated) and a fresh Redis key prefix, with connected users so
  * every event is accepted: recorded in Postgres and queued in BullMQ before
- * the 200. No worker runs, so every accepted job is still in the queue
- * afterwards and is checked there: each event answered 2xx must be a row of
- * oura.webhook_events (status queued) and a job of the events queue.
+ * the 200 (one intake job per batch, naming the batch's event ids). No worker
+ * runs, so every intake job is still waiting afterwards and is checked there:
+ * each event answered 2xx must be a row of oura.webhook_events (status
+ * queued) and named by an intake job.
  *
  * Prints req/s, p50, p99, non-2xx and errors for both, their ratio, and the
  * api's peak RSS (sampled from /proc every 50 ms during the load, and the
@@ -39,7 +40,7 @@ import { createDb, createPool } from '../src/db/index.js';
 import { runMigrations } from '../src/db/migrate.js';
 import { createUsersRepo } from '../src/db/users.js';
 import { DOCUMENT_TYPES } from '../src/oura/registry.js';
-import { EVENTS_QUEUE } from '../src/workers/queues.js';
+import { INTAKE_QUEUE, type IntakeJob } from '../src/workers/queues.js';
 import { eventually, freePort, machineCpu, processCpuS, repoRoot } from './stack.js';
 
 // ---------------------------------------------------------------- options
@@ -331,7 +332,9 @@ interface Verification {
   answeredRecordedQueued: number;
   answeredWithJob: number;
   recordedNotAnswered: number;
+  /** Intake jobs, and the events they name. */
   jobs: number;
+  queuedEvents: number;
 }
 
 async function run() {
@@ -388,7 +391,7 @@ async function run() {
 
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   redis.on('error', (err) => log(`redis: ${err.message}`));
-  const queue = new Queue(EVENTS_QUEUE, { connection: redis, prefix });
+  const queue = new Queue<IntakeJob>(INTAKE_QUEUE, { connection: redis, prefix });
   cleanups.push(async () => {
     await queue.close();
     let cursor = '0';
@@ -400,7 +403,7 @@ async function run() {
     await redis.quit();
   });
 
-  // The api, as deployed; no worker, so accepted jobs stay in the queue to be counted.
+  // The api, as deployed; no worker, so the intake jobs stay in their queue to be counted.
   const apiPort = await freePort();
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   if (argv['cpu-prof']) apiArgs = ['--cpu-prof', '--cpu-prof-dir', path.resolve(argv['cpu-prof']), ...apiArgs];
@@ -429,14 +432,15 @@ async function run() {
     `select id, object_id, status from oura.webhook_events where object_id like $1`,
     [`bench-${runTag}-%`],
   );
-  const jobIds = new Set(await queue.getRanges(['wait', 'active', 'delayed', 'prioritized', 'completed', 'failed'], 0, -1));
+  const intakeJobs = await queue.getJobs(['wait', 'active', 'delayed', 'prioritized', 'completed', 'failed'], 0, -1);
+  const queuedIds = new Set(intakeJobs.flatMap((j) => j.data.eventIds.map(String)));
   const byObject = new Map(rows.map((r) => [r.object_id, r]));
   let answeredRecordedQueued = 0;
   let answeredWithJob = 0;
   for (const objectId of apiResult.answered) {
     const row = byObject.get(objectId);
     if (row?.status === 'queued') answeredRecordedQueued++;
-    if (row && jobIds.has(`evt-${row.id}`)) answeredWithJob++;
+    if (row && queuedIds.has(row.id)) answeredWithJob++;
   }
   const answeredSet = new Set(apiResult.answered);
   const verification: Verification = {
@@ -445,7 +449,8 @@ async function run() {
     answeredRecordedQueued,
     answeredWithJob,
     recordedNotAnswered: rows.filter((r) => !answeredSet.has(r.object_id)).length,
-    jobs: jobIds.size,
+    jobs: intakeJobs.length,
+    queuedEvents: queuedIds.size,
   };
   await stopChild(api);
 
@@ -497,7 +502,7 @@ function report(apiR: LoadResult, bareR: LoadResult, v: Verification): string {
     row('RSS high-water mark, process life (VmHWM)', mb(apiR.hwm), mb(bareR.hwm)),
     row('CPU cores: server / autocannon / Postgres / Redis / rest (machine busy)', cpuCell(apiR, m.cores), cpuCell(bareR, m.cores)),
     '',
-    `Every event answered 2xx, checked afterwards: ${v.answeredRecordedQueued} / ${v.answered} are rows of oura.webhook_events with status \`queued\`, ${v.answeredWithJob} / ${v.answered} have their job in the \`${EVENTS_QUEUE}\` queue (api outcomes: ${Object.entries(apiR.outcomes).map(([k, n]) => `${n} ${k}`).join(', ') || 'none'}). Recorded but not answered (in flight when the load stopped): ${v.recordedNotAnswered}; rows ${v.recorded}, jobs ${v.jobs}.`,
+    `Every event answered 2xx, checked afterwards: ${v.answeredRecordedQueued} / ${v.answered} are rows of oura.webhook_events with status \`queued\`, ${v.answeredWithJob} / ${v.answered} are named by a job of the \`${INTAKE_QUEUE}\` queue (api outcomes: ${Object.entries(apiR.outcomes).map(([k, n]) => `${n} ${k}`).join(', ') || 'none'}). Recorded but not answered (in flight when the load stopped): ${v.recordedNotAnswered}; rows ${v.recorded}, events queued ${v.queuedEvents}, in ${v.jobs} intake jobs (${(v.queuedEvents / Math.max(1, v.jobs)).toFixed(1)} per batch).`,
     '',
     verdict(ratio >= TARGETS.ratio, `throughput ≥ ${TARGETS.ratio} × bare: ${ratio.toFixed(3)}`),
     verdict(apiR.p99Ms <= TARGETS.p99Ms, `p99 ≤ ${TARGETS.p99Ms} ms: ${ms(apiR.p99Ms)}`),

@@ -20,7 +20,7 @@ import { createTokenService } from './oura/tokens.js';
 import { withTimeout } from './timeout.js';
 import { createBackfillQueue } from './workers/backfill.js';
 import { createMaintenanceQueue } from './workers/maintenance.js';
-import { createEventQueue } from './workers/queues.js';
+import { createEventQueue, createIntakeQueue } from './workers/queues.js';
 
 export interface DepsOptions {
   log?: Logger;
@@ -79,6 +79,9 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
   const queue = createEventQueue(queueRedis, prefix, { attempts: config.JOB_ATTEMPTS, backoffMs: config.JOB_BACKOFF_MS });
   queue.on('error', () => {});
   closers.push(() => queue.close());
+  const intakeQueue = createIntakeQueue(queueRedis, prefix);
+  intakeQueue.on('error', () => {});
+  closers.push(() => intakeQueue.close());
   const backfillQueue = createBackfillQueue(queueRedis, prefix);
   backfillQueue.on('error', () => {});
   closers.push(() => backfillQueue.close());
@@ -86,7 +89,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
   maintenanceQueue.on('error', () => {});
   closers.push(() => maintenanceQueue.close());
   registerCollectors(metrics, {
-    queues: { events: queue, backfill: backfillQueue, maintenance: maintenanceQueue },
+    queues: { intake: intakeQueue, events: queue, backfill: backfillQueue, maintenance: maintenanceQueue },
     backfillProgress: () => backfill.all(),
     lastWebhookAt: () => events.lastReceivedAt(),
   });
@@ -130,6 +133,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
     subscriptions,
     tokens,
     queue,
+    intakeQueue,
     backfillQueue,
     maintenanceQueue,
     workerConnection,

@@ -4,6 +4,10 @@ import type { FastifyInstance } from 'fastify';
 import { webhookSignature } from '../src/crypto.js';
 import { createDeps, type Deps } from '../src/deps.js';
 import { buildApp } from '../src/server/app.js';
+import { Worker } from 'bullmq';
+import { createIntakeWorker } from '../src/workers/intake-worker.js';
+import { EVENTS_QUEUE } from '../src/workers/queues.js';
+import { eventually } from './helpers/util.js';
 import { clearPrefix, createTestDatabase, getServices, TEST_SECRETS, testConfig, uniquePrefix, type TestDatabase } from './helpers/env.js';
 
 function signed(body: string | Buffer, opts: { ts?: number; secret?: string; upper?: boolean } = {}) {
@@ -57,10 +61,20 @@ describe('webhook endpoint', () => {
     await db.drop();
   });
 
+  /** No worker runs here: the intake jobs the endpoint queued are all still waiting. */
+  async function intake() {
+    const jobs = await deps.intakeQueue.getJobs(['waiting'], 0, -1);
+    return {
+      jobs: jobs.length,
+      eventIds: new Set(jobs.flatMap((j) => j.data.eventIds)),
+      repeats: jobs.flatMap((j) => j.data.repeats ?? []),
+    };
+  }
+
   async function counts() {
     const { rows } = await deps.pool.query<{ n: string }>('select count(*) as n from oura.webhook_events');
-    const jobs = await deps.queue.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed', 'prioritized');
-    return { events: Number(rows[0]!.n), jobs: Object.values(jobs).reduce((a, b) => a + b, 0) };
+    const queued = await intake();
+    return { events: Number(rows[0]!.n), intakeJobs: queued.jobs, queuedEvents: queued.eventIds.size };
   }
 
   test('verification GET echoes the challenge only for our token', async () => {
@@ -83,7 +97,7 @@ describe('webhook endpoint', () => {
     const id = res.json().event_id as number;
     const row = await deps.events.get(id);
     assert.equal(row?.status, 'queued');
-    assert.ok(await deps.queue.getJob(`evt-${id}`), 'job queued');
+    assert.ok((await intake()).eventIds.has(id), 'its id queued for the workers');
 
     const again = await app.inject({ method: 'POST', url: '/webhooks/oura', payload: body, headers: signed(body) });
     assert.equal(again.statusCode, 200);
@@ -91,7 +105,9 @@ describe('webhook endpoint', () => {
     assert.equal(again.json().event_id, id);
     const after = await counts();
     assert.equal(after.events, before.events + 1);
-    assert.equal(after.jobs, before.jobs + 1);
+    assert.equal(after.queuedEvents, before.queuedEvents + 1, 'one event queued');
+    // The repeat is passed on so that a worker makes sure the event's job runs (it is left alone while it waits).
+    assert.deepEqual((await intake()).repeats, [id]);
     assert.equal((await deps.events.get(id))?.deliveries, 2);
   });
 
@@ -110,12 +126,13 @@ describe('webhook endpoint', () => {
       assert.equal(row?.status, 'ignored');
       assert.equal(row?.outcome, outcome);
       const after = await counts();
-      assert.equal(after.jobs, before.jobs, 'nothing queued');
+      assert.equal(after.intakeJobs, before.intakeJobs, 'nothing queued');
     }
   });
 
   test('deliveries arriving together share writes (group commit), each answered only once its own event is stored', async () => {
     // Count the statements the endpoint issues while 60 deliveries arrive at once, 10 of them repeats.
+    const intakeBefore = await intake();
     const original = deps.events.recordDeliveries;
     let statements = 0;
     deps.events.recordDeliveries = async (batch) => {
@@ -133,11 +150,14 @@ describe('webhook endpoint', () => {
       assert.equal(new Set(ids).size, 50, 'repeats share their event');
       assert.equal(responses.filter((r) => r.json().status === 'accepted').length, 50);
       assert.equal(responses.filter((r) => r.json().status === 'duplicate').length, 10);
+      const queued = await intake();
       for (const id of new Set(ids)) {
         assert.equal((await deps.events.get(id))?.status, 'queued');
-        assert.ok(await deps.queue.getJob(`evt-${id}`), `job for event ${id}`);
+        assert.ok(queued.eventIds.has(id), `event ${id} queued`);
       }
       assert.ok(statements < 10, `60 deliveries took ${statements} statements`);
+      // One intake job (one Redis command) per statement.
+      assert.equal(queued.jobs - intakeBefore.jobs, statements);
     } finally {
       deps.events.recordDeliveries = original;
     }
@@ -177,6 +197,50 @@ describe('webhook endpoint', () => {
   });
 });
 
+describe('intake: from accepted batches to per-event jobs', () => {
+  test('each accepted event gets exactly one events-queue job, even when a batch runs twice; a repeat of a finished event runs again', async () => {
+    const db = await createTestDatabase('webhook_intake');
+    const { redisUrl } = await getServices();
+    const prefix = uniquePrefix('intake');
+    const deps = createDeps(testConfig({ DATABASE_URL: db.url, REDIS_URL: redisUrl }), { prefix });
+    const app = await buildApp(deps);
+    const worker = createIntakeWorker(deps, deps.workerConnection());
+    void worker.run();
+    try {
+      await connectKnownUser(deps);
+      const bodies = Array.from({ length: 20 }, () => JSON.stringify(event()));
+      const responses = await Promise.all(
+        bodies.map((b) => app.inject({ method: 'POST', url: '/webhooks/oura', payload: b, headers: signed(b) })),
+      );
+      const ids = responses.map((r) => r.json().event_id as number);
+      const jobIds = async () => (await deps.queue.getJobs(['waiting', 'delayed', 'active', 'completed', 'failed'], 0, -1)).map((j) => j.id);
+      await eventually('a job per event', async () => (await jobIds()).length === ids.length);
+      assert.deepEqual(new Set(await jobIds()), new Set(ids.map((id) => `evt-${id}`)));
+
+      // The same batch again (as after a worker crash before its job completed): nothing is queued twice.
+      const again = await deps.intakeQueue.add('deliveries', { eventIds: ids, repeats: [] });
+      await eventually('the repeated batch done', async () => (await again.getState()) === 'completed');
+      assert.equal((await jobIds()).length, ids.length);
+
+      // Oura delivers a finished event again: its completed job is replaced, so the event runs once more.
+      const stub = new Worker(EVENTS_QUEUE, async () => 'stored', { connection: deps.workerConnection(), prefix });
+      await eventually('every event job completed', async () => (await deps.queue.getJobCounts('completed')).completed === ids.length);
+      await stub.close();
+      await deps.pool.query(`update oura.webhook_events set status = 'done', processed_at = now() where id = $1`, [ids[0]]);
+      const redelivered = await app.inject({ method: 'POST', url: '/webhooks/oura', payload: bodies[0]!, headers: signed(bodies[0]!) });
+      assert.equal(redelivered.json().status, 'duplicate');
+      assert.equal((await deps.events.get(ids[0]!))?.status, 'queued', 'the finished event is queued again');
+      await eventually('its job waiting again', async () => (await deps.queue.getJob(`evt-${ids[0]}`))?.getState().then((s) => s === 'waiting'));
+    } finally {
+      await worker.close();
+      await app.close();
+      await deps.close();
+      await clearPrefix(redisUrl, prefix);
+      await db.drop();
+    }
+  });
+});
+
 describe('webhook endpoint with a store down', () => {
   test('Redis unreachable → 503, never a 2xx', async () => {
     const db = await createTestDatabase('webhook_redis_down');
@@ -207,7 +271,7 @@ describe('webhook endpoint with a store down', () => {
       const res = await app.inject({ method: 'POST', url: '/webhooks/oura', payload: body, headers: signed(body) });
       assert.equal(res.statusCode, 503, res.body);
       assert.equal(res.json().code, 'database_unavailable');
-      assert.equal((await deps.queue.getJobCounts('waiting')).waiting, 0);
+      assert.equal((await deps.intakeQueue.getJobCounts('waiting')).waiting, 0);
     } finally {
       await app.close();
       await deps.close();

@@ -18,6 +18,42 @@ export function dedupeKey(e: IncomingEvent): string {
     .digest('hex');
 }
 
+/**
+ * Group commit of verified deliveries: one JSON parameter for the whole batch.
+ * Known, connected users' last_webhook_at moves forward at most once per 5 s
+ * (fewer row versions, and concurrent batches rarely wait on one another's
+ * user rows).
+ */
+const RECORD_DELIVERIES_SQL = `
+  with input as (
+    select * from json_to_recordset($1::json)
+      as t(dedupe_key text, event_type text, data_type text, object_id text, user_id text, event_time text, supported boolean)
+  ), known as (
+    select id, last_webhook_at from oura.users
+    where id in (select user_id from input where supported) and status <> 'revoked'
+  ), touched as (
+    update oura.users u set last_webhook_at = now()
+    from known k
+    where u.id = k.id and (k.last_webhook_at is null or k.last_webhook_at < now() - interval '5 seconds')
+    returning u.id
+  ), v as (
+    select i.*, case when not i.supported then 'unsupported_data_type'
+                     when k.id is null then 'unknown_user' end as ignored
+    from input i left join known k on k.id = i.user_id
+  )
+  insert into oura.webhook_events
+    (dedupe_key, event_type, data_type, object_id, user_id, event_time, status, outcome, processed_at)
+  select dedupe_key, event_type, data_type, object_id, user_id, event_time::timestamptz,
+         case when ignored is null then 'queued' else 'ignored' end, ignored,
+         case when ignored is null then null else now() end
+  from v
+  on conflict (dedupe_key) do update set
+    deliveries = oura.webhook_events.deliveries + 1,
+    status = case when oura.webhook_events.status = 'done' then 'queued' else oura.webhook_events.status end,
+    outcome = case when oura.webhook_events.status = 'done' then null else oura.webhook_events.outcome end,
+    processed_at = case when oura.webhook_events.status = 'done' then null else oura.webhook_events.processed_at end
+  returning id, dedupe_key, status, (xmax = 0) as inserted`;
+
 export interface RecordedEvent {
   id: number;
   status: EventStatus;
@@ -26,6 +62,7 @@ export interface RecordedEvent {
 }
 
 export function createEventsRepo(db: Db) {
+  const pool = db.$client;
   return {
     /**
      * Records verified deliveries in one statement (group commit), and moves
@@ -38,37 +75,19 @@ export function createEventsRepo(db: Db) {
     async recordDeliveries(batch: Array<{ event: IncomingEvent; supported: boolean }>): Promise<RecordedEvent[]> {
       const keys = batch.map((b) => dedupeKey(b.event));
       const firstIndex = new Map<string, number>();
+      const rows: Array<IncomingEvent & { dedupe_key: string; supported: boolean }> = [];
       keys.forEach((k, i) => {
-        if (!firstIndex.has(k)) firstIndex.set(k, i);
+        if (firstIndex.has(k)) return;
+        firstIndex.set(k, i);
+        const b = batch[i]!;
+        rows.push({ dedupe_key: k, ...b.event, supported: b.supported });
       });
-      const unique = [...firstIndex.values()].map((i) => batch[i]!);
-      // One JSON parameter for the whole batch (json_to_recordset), whatever its size.
-      const rows = unique.map((b) => ({ dedupe_key: dedupeKey(b.event), ...b.event, supported: b.supported }));
-      const result = await db.execute<{ id: string; dedupe_key: string; status: EventStatus; inserted: boolean }>(sql`
-        with input as (
-          select * from json_to_recordset(${JSON.stringify(rows)}::json)
-            as t(dedupe_key text, event_type text, data_type text, object_id text, user_id text, event_time text, supported boolean)
-        ), touched as (
-          update oura.users set last_webhook_at = now()
-          where id in (select user_id from input where supported) and status <> 'revoked'
-          returning id
-        ), v as (
-          select i.*, case when not i.supported then 'unsupported_data_type'
-                           when u.id is null then 'unknown_user' end as ignored
-          from input i left join touched u on u.id = i.user_id
-        )
-        insert into oura.webhook_events
-          (dedupe_key, event_type, data_type, object_id, user_id, event_time, status, outcome, processed_at)
-        select dedupe_key, event_type, data_type, object_id, user_id, event_time::timestamptz,
-               case when ignored is null then 'queued' else 'ignored' end, ignored,
-               case when ignored is null then null else now() end
-        from v
-        on conflict (dedupe_key) do update set
-          deliveries = oura.webhook_events.deliveries + 1,
-          status = case when oura.webhook_events.status = 'done' then 'queued' else oura.webhook_events.status end,
-          outcome = case when oura.webhook_events.status = 'done' then null else oura.webhook_events.outcome end,
-          processed_at = case when oura.webhook_events.status = 'done' then null else oura.webhook_events.processed_at end
-        returning id, dedupe_key, status, (xmax = 0) as inserted`);
+      // A named statement: Postgres plans it once per connection.
+      const result = await pool.query<{ id: string; dedupe_key: string; status: EventStatus; inserted: boolean }>({
+        name: 'oura_record_deliveries_v1',
+        text: RECORD_DELIVERIES_SQL,
+        values: [JSON.stringify(rows)],
+      });
       const byKey = new Map(result.rows.map((r) => [r.dedupe_key, { id: Number(r.id), status: r.status, inserted: r.inserted }]));
       return keys.map((k, i) => {
         const row = byKey.get(k)!;

@@ -2,7 +2,8 @@ import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import * as schema from './schema/index.js';
 
-export type Db = NodePgDatabase<typeof schema>;
+/** The drizzle database; `$client` is its pool, for the few statements written as plain SQL. */
+export type Db = NodePgDatabase<typeof schema> & { $client: pg.Pool };
 
 export interface DbOptions {
   url: string;

@@ -72,7 +72,7 @@ export async function buildApp(deps: Deps, opts: { trustProxy?: boolean } = {}):
     verificationToken: deps.config.OURA_WEBHOOK_VERIFICATION_TOKEN,
     maxAgeS: deps.config.WEBHOOK_MAX_AGE_S,
     events: deps.events,
-    queue: deps.queue,
+    intake: deps.intakeQueue,
     onDelivery: (outcome) => deps.metrics.deliveries.inc({ outcome }),
   });
   await app.register(oauthRoutes, {
@@ -90,7 +90,7 @@ export async function buildApp(deps: Deps, opts: { trustProxy?: boolean } = {}):
   await app.register(adminRoutes, { prefix: '/admin', adminToken: deps.config.ADMIN_TOKEN, deps });
   await app.register(queuesDashboard, {
     adminToken: deps.config.ADMIN_TOKEN,
-    queues: [deps.queue, deps.backfillQueue, deps.maintenanceQueue],
+    queues: [deps.intakeQueue, deps.queue, deps.backfillQueue, deps.maintenanceQueue],
   });
   return app;
 }

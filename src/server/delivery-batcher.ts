@@ -1,6 +1,5 @@
 import type { EventsRepo, IncomingEvent, RecordedEvent } from '../db/events.js';
-import type { EventQueue } from '../workers/queues.js';
-import { eventJobId, requeueEvents } from '../workers/queues.js';
+import type { IntakeQueue } from '../workers/queues.js';
 import { withTimeout } from '../timeout.js';
 import { AppError } from './errors.js';
 
@@ -13,7 +12,7 @@ interface Pending {
 
 export interface DeliveryBatcherOptions {
   events: EventsRepo;
-  queue: EventQueue;
+  intake: IntakeQueue;
   /** Most deliveries written by one statement. */
   maxBatch?: number;
   /** Batches being written at once: while one waits on Postgres, the next can start. */
@@ -26,9 +25,11 @@ export interface DeliveryBatcherOptions {
 /**
  * Group commit for the webhook's acceptance path. Deliveries that arrive
  * together form a batch; each batch is one Postgres statement and one Redis
- * round trip (addBulk), with up to `maxInFlight` batches written at once. Every delivery is answered
- * only once its own event is recorded and queued; if either store fails, every
- * delivery of that batch gets the error (503), and Oura retries them.
+ * command (one intake job carrying the batch's event ids, which a worker
+ * expands into per-event jobs), with up to `maxInFlight` batches written at
+ * once. Every delivery is answered only once its own event is recorded and
+ * queued; if either store fails, every delivery of that batch gets the error
+ * (503), and Oura retries them.
  */
 export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
   const maxBatch = opts.maxBatch ?? 500;
@@ -64,15 +65,17 @@ export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
         return;
       }
       try {
-        const fresh = recorded.filter((r) => r.status === 'queued' && r.inserted);
-        const again = [...new Set(recorded.filter((r) => r.status === 'queued' && !r.inserted).map((r) => r.id))];
-        const work: Promise<unknown>[] = [];
-        if (fresh.length > 0) {
-          work.push(opts.queue.addBulk(fresh.map((r) => ({ name: 'fetch', data: { eventId: r.id }, opts: { jobId: eventJobId(r.id) } }))));
+        const eventIds: number[] = [];
+        const repeats = new Set<number>();
+        for (const r of recorded) {
+          if (r.status !== 'queued') continue;
+          if (r.inserted) eventIds.push(r.id);
+          // Repeats of recorded events (rare: Oura retrying): make sure a job will run.
+          else repeats.add(r.id);
         }
-        // Repeats of recorded events (rare: Oura retrying): make sure a job will run.
-        if (again.length > 0) work.push(requeueEvents(opts.queue, again));
-        await withTimeout(Promise.all(work), queueTimeoutMs, 'queueing');
+        if (eventIds.length > 0 || repeats.size > 0) {
+          await withTimeout(opts.intake.add('deliveries', { eventIds, repeats: [...repeats] }), queueTimeoutMs, 'queueing');
+        }
       } catch (err) {
         // The events are recorded (the sweeper will queue them), but only what is
         // queued is acknowledged: Oura retries a 503.

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { safeEqual, verifyWebhookSignature } from '../crypto.js';
 import type { EventsRepo } from '../db/events.js';
 import { isDocumentType } from '../oura/registry.js';
-import type { EventQueue } from '../workers/queues.js';
+import type { IntakeQueue } from '../workers/queues.js';
 import { createDeliveryBatcher } from './delivery-batcher.js';
 import { AppError } from './errors.js';
 
@@ -24,7 +24,7 @@ export interface WebhookDeps {
   verificationToken: string;
   maxAgeS: number;
   events: EventsRepo;
-  queue: EventQueue;
+  intake: IntakeQueue;
   /** Bounds how long a delivery may wait on Redis before we answer 503. */
   queueTimeoutMs?: number;
   onDelivery?: (outcome: string) => void;
@@ -40,7 +40,7 @@ function parseTimestamp(raw: string): number | null {
 export async function webhookRoutes(app: FastifyInstance, deps: WebhookDeps) {
   const batcher = createDeliveryBatcher({
     events: deps.events,
-    queue: deps.queue,
+    intake: deps.intake,
     queueTimeoutMs: deps.queueTimeoutMs ?? 3000,
     onError: (stage, err) => app.log.error({ stage, err: { message: err.message } }, 'could not accept webhook deliveries'),
   });

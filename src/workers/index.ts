@@ -2,6 +2,7 @@ import type { Deps } from '../deps.js';
 import { observeWorker } from '../metrics.js';
 import { createBackfillWorker, resumeBackfills } from './backfill.js';
 import { createEventWorker } from './event-worker.js';
+import { createIntakeWorker } from './intake-worker.js';
 import { createMaintenanceWorker, maintenanceTasks, scheduleMaintenance } from './maintenance.js';
 import { startSweeper } from './sweeper.js';
 
@@ -13,12 +14,15 @@ export function startWorkers(deps: Deps) {
     concurrency: deps.config.WORKER_CONCURRENCY,
     lockDurationMs: deps.config.JOB_LOCK_MS,
   });
+  const intakeWorker = createIntakeWorker(deps, deps.workerConnection());
   const tasks = maintenanceTasks(deps);
   const maintenanceWorker = createMaintenanceWorker(deps, tasks, deps.workerConnection());
   const backfillWorker = createBackfillWorker(deps, deps.workerConnection(), Math.max(1, Math.ceil(deps.config.WORKER_CONCURRENCY / 4)));
+  observeWorker(deps.metrics, intakeWorker, 'intake');
   observeWorker(deps.metrics, eventWorker, 'events');
   observeWorker(deps.metrics, maintenanceWorker, 'maintenance');
   observeWorker(deps.metrics, backfillWorker, 'backfill');
+  void intakeWorker.run();
   void eventWorker.run();
   void maintenanceWorker.run();
   void backfillWorker.run();
@@ -30,7 +34,7 @@ export function startWorkers(deps: Deps) {
     await scheduleMaintenance(deps.maintenanceQueue, tasks);
     await resumeBackfills(deps);
   });
-  const workers = [eventWorker, maintenanceWorker, backfillWorker];
+  const workers = [intakeWorker, eventWorker, maintenanceWorker, backfillWorker];
   return {
     workers,
     /** Stops taking jobs and waits for those in flight. */

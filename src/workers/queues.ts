@@ -9,6 +9,41 @@ export const EVENTS_QUEUE = 'oura-events';
 export const EventJob = z.object({ eventId: z.number().int().positive() });
 export type EventJob = z.infer<typeof EventJob>;
 
+/**
+ * Queue between the webhook endpoint and the events queue. Each batch of
+ * deliveries the endpoint records (group commit) becomes one job here, so
+ * acknowledging a burst costs one small job per batch instead of one per
+ * event; a worker expands it into the per-event jobs of EVENTS_QUEUE.
+ */
+export const INTAKE_QUEUE = 'oura-intake';
+
+const EventId = z.number().int().positive();
+/** Ids only. `eventIds`: newly recorded events; `repeats`: recorded events Oura delivered again. */
+export const IntakeJob = z.object({ eventIds: z.array(EventId), repeats: z.array(EventId).default([]) });
+export type IntakeJob = z.input<typeof IntakeJob>;
+
+export function createIntakeQueue(connection: Redis, prefix: string) {
+  return new Queue<IntakeJob>(INTAKE_QUEUE, {
+    connection,
+    prefix,
+    defaultJobOptions: {
+      // Expanding a batch only fails while Redis does; retry for about half an hour,
+      // after which the sweeper still re-queues the recorded events.
+      attempts: 12,
+      backoff: { type: 'exponential', delay: 500, jitter: 0.5 },
+      removeOnComplete: { count: 1000 },
+      removeOnFail: { age: 7 * 24 * 3600 },
+    },
+  });
+}
+export type IntakeQueue = ReturnType<typeof createIntakeQueue>;
+
+/** Adds the events' jobs; an event whose job exists already is left alone, so a retried batch queues nothing twice. */
+export async function queueEvents(queue: EventQueue, eventIds: number[]): Promise<void> {
+  if (eventIds.length === 0) return;
+  await queue.addBulk(eventIds.map((id) => ({ name: 'fetch', data: { eventId: id }, opts: { jobId: eventJobId(id) } })));
+}
+
 export function eventJobId(eventId: number): string {
   return `evt-${eventId}`;
 }
