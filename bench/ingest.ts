@@ -48,6 +48,8 @@ import { eventually, freePort, machineCpu, processCpuS, repoRoot } from './stack
 const { values: argv } = parseArgs({
   options: {
     duration: { type: 'string', default: '15' },
+    rounds: { type: 'string', default: '3' },
+    warmup: { type: 'string', default: '2' },
     connections: { type: 'string', default: '50' },
     users: { type: 'string', default: '100' },
     'log-level': { type: 'string', default: 'info' },
@@ -60,7 +62,9 @@ const { values: argv } = parseArgs({
 });
 if (argv.help) {
   process.stdout.write(`usage: npm run bench:ingest -- [options]
-  --duration S       seconds of load on each server (default 15)
+  --duration S       seconds of measured load on each server (default 15), split into --rounds
+  --rounds N         rounds, alternating api and bare, so both meet the same machine (default 3)
+  --warmup S         unmeasured seconds of load on each server first (default 2; 0: none)
   --connections N    concurrent connections, one request in flight on each (default 50)
   --users N          connected users the events are spread over (default 100)
   --log-level L      the api's LOG_LEVEL (default info, the service's default); its stdout goes to /dev/null
@@ -79,6 +83,9 @@ function positiveInt(s: string, name: string): number {
 }
 const durationS = positiveInt(argv.duration!, 'duration');
 const connections = positiveInt(argv.connections!, 'connections');
+const rounds = positiveInt(argv.rounds!, 'rounds');
+const warmupS = Number(argv.warmup);
+if (!Number.isFinite(warmupS) || warmupS < 0) throw new Error(`--warmup: expected seconds ≥ 0 (got "${argv.warmup}")`);
 const userCount = positiveInt(argv.users!, 'users');
 const logLevel = argv['log-level']!;
 const built = argv.build!;
@@ -166,12 +173,9 @@ async function stopChild({ child }: Child): Promise<void> {
 
 // ---------------------------------------------------------------- load
 
-interface LoadResult {
-  target: string;
-  reqPerS: number;
-  p50Ms: number;
-  p99Ms: number;
-  maxMs: number;
+/** One stretch of load on one server. */
+interface Round {
+  elapsedS: number;
   responses: number;
   ok2xx: number;
   non2xx: number;
@@ -182,6 +186,34 @@ interface LoadResult {
   outcomes: Record<string, number>;
   /** object_id of every event answered 2xx. */
   answered: string[];
+  /** Every response's latency, ms (autocannon's own measure: request written → response complete). */
+  latencies: number[];
+  rssPeak: number;
+  rssBefore: number;
+  /** CPU seconds over the round: the server, this process (autocannon), Postgres, Redis; machine busy/total ticks. */
+  cpuS: number | null;
+  benchS: number;
+  postgresS: number;
+  redisS: number;
+  machine: { busy: number; total: number } | null;
+}
+
+/** The measured rounds of one server, pooled. */
+interface LoadResult {
+  target: string;
+  /** Responses ÷ seconds of load, over every measured round. */
+  reqPerS: number;
+  perRound: number[];
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  responses: number;
+  ok2xx: number;
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+  statuses: Record<string, number>;
+  outcomes: Record<string, number>;
   rssPeakDuringLoad: number;
   rssBefore: number;
   hwm: number;
@@ -197,9 +229,10 @@ interface LoadResult {
 const runTag = randomBytes(4).toString('hex');
 let sequence = 0;
 
-/** Signed, distinct webhook deliveries against `url` for `durationS` seconds. */
-async function load(target: string, url: string, pid: number | undefined, users: string[]): Promise<LoadResult> {
+/** Signed, distinct webhook deliveries against `url` for `seconds`. */
+async function load(url: string, pid: number | undefined, users: string[], seconds: number): Promise<Round> {
   const answered: string[] = [];
+  const latencies: number[] = [];
   const statuses: Record<string, number> = {};
   const outcomes: Record<string, number> = {};
   let rssPeak = 0;
@@ -214,11 +247,11 @@ async function load(target: string, url: string, pid: number | undefined, users:
   const machine0 = machineCpu();
   const t0 = Date.now();
 
-  const result = await autocannon({
+  const instance = autocannon({
     url,
     connections,
     pipelining: 1,
-    duration: durationS,
+    duration: seconds,
     timeout: 10,
     requests: [
       {
@@ -259,20 +292,18 @@ async function load(target: string, url: string, pid: number | undefined, users:
       },
     ],
   });
+  // autocannon's instance is also an event emitter; its typings only show the promise.
+  (instance as unknown as NodeJS.EventEmitter).on('response', (_client: unknown, _status: number, _bytes: number, ms: number) => latencies.push(ms));
+  const result = await instance;
 
   clearInterval(sampler);
-  const elapsedS = (Date.now() - t0) / 1000;
+  const elapsedS = result.duration || (Date.now() - t0) / 1000;
   const cpu1 = processCpuS(pid);
   const bench1 = process.cpuUsage(bench0);
   const stores1 = storesCpuS();
   const machine1 = machineCpu();
-  const mem = memoryOf(pid);
   return {
-    target,
-    reqPerS: result.requests.average,
-    p50Ms: result.latency.p50,
-    p99Ms: result.latency.p99,
-    maxMs: result.latency.max,
+    elapsedS,
     responses: result.requests.total,
     ok2xx: result['2xx'],
     non2xx: result.non2xx,
@@ -281,14 +312,56 @@ async function load(target: string, url: string, pid: number | undefined, users:
     statuses,
     outcomes,
     answered,
-    rssPeakDuringLoad: Math.max(rssPeak, mem?.rss ?? 0),
+    latencies,
+    rssPeak: Math.max(rssPeak, memoryOf(pid)?.rss ?? 0),
     rssBefore,
-    hwm: mem?.hwm ?? NaN,
-    cpuCores: cpu0 !== null && cpu1 !== null ? (cpu1 - cpu0) / elapsedS : null,
-    benchCores: (bench1.user + bench1.system) / 1e6 / elapsedS,
-    postgresCores: Math.max(0, stores1.postgres - stores0.postgres) / elapsedS,
-    redisCores: Math.max(0, stores1.redis - stores0.redis) / elapsedS,
-    machineBusy: machine0 && machine1 && machine1.total > machine0.total ? (machine1.busy - machine0.busy) / (machine1.total - machine0.total) : null,
+    cpuS: cpu0 !== null && cpu1 !== null ? cpu1 - cpu0 : null,
+    benchS: (bench1.user + bench1.system) / 1e6,
+    postgresS: Math.max(0, stores1.postgres - stores0.postgres),
+    redisS: Math.max(0, stores1.redis - stores0.redis),
+    machine: machine0 && machine1 && machine1.total > machine0.total ? { busy: machine1.busy - machine0.busy, total: machine1.total - machine0.total } : null,
+  };
+}
+
+function percentile(sorted: number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  return Math.round(sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!);
+}
+
+function addCounts(into: Record<string, number>, from: Record<string, number>): Record<string, number> {
+  for (const [k, n] of Object.entries(from)) into[k] = (into[k] ?? 0) + n;
+  return into;
+}
+
+/** Pools the measured rounds of one server: sums, and percentiles over every response. */
+function pooled(target: string, rs: Round[], pid: number | undefined): LoadResult {
+  const sum = (f: (r: Round) => number) => rs.reduce((a, r) => a + f(r), 0);
+  const seconds = sum((r) => r.elapsedS);
+  const latencies = rs.flatMap((r) => r.latencies).sort((a, b) => a - b);
+  const machines = rs.map((r) => r.machine);
+  const cpus = rs.map((r) => r.cpuS);
+  return {
+    target,
+    reqPerS: sum((r) => r.responses) / seconds,
+    perRound: rs.map((r) => r.responses / r.elapsedS),
+    p50Ms: percentile(latencies, 0.5),
+    p99Ms: percentile(latencies, 0.99),
+    maxMs: Math.round(latencies[latencies.length - 1] ?? NaN),
+    responses: sum((r) => r.responses),
+    ok2xx: sum((r) => r.ok2xx),
+    non2xx: sum((r) => r.non2xx),
+    errors: sum((r) => r.errors),
+    timeouts: sum((r) => r.timeouts),
+    statuses: rs.reduce((a, r) => addCounts(a, r.statuses), {}),
+    outcomes: rs.reduce((a, r) => addCounts(a, r.outcomes), {}),
+    rssPeakDuringLoad: Math.max(...rs.map((r) => r.rssPeak)),
+    rssBefore: rs[0]?.rssBefore ?? NaN,
+    hwm: memoryOf(pid)?.hwm ?? NaN,
+    cpuCores: cpus.every((c) => c !== null) ? sum((r) => r.cpuS!) / seconds : null,
+    benchCores: sum((r) => r.benchS) / seconds,
+    postgresCores: sum((r) => r.postgresS) / seconds,
+    redisCores: sum((r) => r.redisS) / seconds,
+    machineBusy: machines.every((m) => m !== null) ? sum((r) => r.machine!.busy) / sum((r) => r.machine!.total) : null,
   };
 }
 
@@ -423,8 +496,40 @@ async function run() {
   });
   cleanups.push(() => stopChild(api));
   await eventually('api /readyz', async () => (await fetch(`${apiUrl}/readyz`)).status === 200, { timeoutMs: 60_000, intervalMs: 200 });
-  log(`api ${api.child.pid} ready on ${apiUrl} (database ${dbName}, prefix ${prefix}, ${userCount} users, LOG_LEVEL ${logLevel}); ${durationS} s of load, ${connections} connections`);
-  const apiResult = await load('api', apiUrl, api.child.pid, userIds);
+  log(`api ${api.child.pid} ready on ${apiUrl} (database ${dbName}, prefix ${prefix}, ${userCount} users, LOG_LEVEL ${logLevel})`);
+
+  // The bare reference, in its own process too; both wait idle while the other is loaded.
+  const barePort = await freePort();
+  const bareUrl = `http://127.0.0.1:${barePort}`;
+  const bare = spawnChild('bare', ['--import', 'tsx', path.join(repoRoot, 'bench/bare-webhook-server.ts')], {
+    PORT: String(barePort),
+    OURA_CLIENT_SECRET: SECRETS.OURA_CLIENT_SECRET,
+  });
+  cleanups.push(() => stopChild(bare));
+  await eventually('bare server', async () => (await fetch(`${bareUrl}/readyz`)).status === 200, { timeoutMs: 30_000, intervalMs: 100 });
+  log(`bare server ${bare.child.pid} ready on ${bareUrl}`);
+
+  // Alternate the two, so that whatever else the machine does meets both alike.
+  const apiRounds: Round[] = [];
+  const bareRounds: Round[] = [];
+  const answered: string[] = [];
+  if (warmupS > 0) {
+    log(`warm-up: ${warmupS} s on each (not measured)`);
+    answered.push(...(await load(apiUrl, api.child.pid, userIds, warmupS)).answered);
+    await load(bareUrl, bare.child.pid, userIds, warmupS);
+  }
+  const roundS = durationS / rounds;
+  for (let i = 1; i <= rounds; i++) {
+    const a = await load(apiUrl, api.child.pid, userIds, roundS);
+    const b = await load(bareUrl, bare.child.pid, userIds, roundS);
+    apiRounds.push(a);
+    bareRounds.push(b);
+    answered.push(...a.answered);
+    log(`round ${i}/${rounds} (${roundS} s each, ${connections} connections): api ${(a.responses / a.elapsedS).toFixed(0)} req/s, bare ${(b.responses / b.elapsedS).toFixed(0)} req/s`);
+  }
+  const apiResult = pooled('api', apiRounds, api.child.pid);
+  const bareResult = pooled('bare', bareRounds, bare.child.pid);
+  await stopChild(bare);
 
   // Requests in flight when the load stopped may still be recorded; let them land.
   await new Promise((r) => setTimeout(r, 1000));
@@ -437,14 +542,14 @@ async function run() {
   const byObject = new Map(rows.map((r) => [r.object_id, r]));
   let answeredRecordedQueued = 0;
   let answeredWithJob = 0;
-  for (const objectId of apiResult.answered) {
+  for (const objectId of answered) {
     const row = byObject.get(objectId);
     if (row?.status === 'queued') answeredRecordedQueued++;
     if (row && queuedIds.has(row.id)) answeredWithJob++;
   }
-  const answeredSet = new Set(apiResult.answered);
+  const answeredSet = new Set(answered);
   const verification: Verification = {
-    answered: apiResult.answered.length,
+    answered: answered.length,
     recorded: rows.length,
     answeredRecordedQueued,
     answeredWithJob,
@@ -453,19 +558,6 @@ async function run() {
     queuedEvents: queuedIds.size,
   };
   await stopChild(api);
-
-  // The bare reference, in its own process too.
-  const barePort = await freePort();
-  const bareUrl = `http://127.0.0.1:${barePort}`;
-  const bare = spawnChild('bare', ['--import', 'tsx', path.join(repoRoot, 'bench/bare-webhook-server.ts')], {
-    PORT: String(barePort),
-    OURA_CLIENT_SECRET: SECRETS.OURA_CLIENT_SECRET,
-  });
-  cleanups.push(() => stopChild(bare));
-  await eventually('bare server', async () => (await fetch(`${bareUrl}/readyz`)).status === 200, { timeoutMs: 30_000, intervalMs: 100 });
-  log(`bare server ${bare.child.pid} ready on ${bareUrl}`);
-  const bareResult = await load('bare', bareUrl, bare.child.pid, userIds);
-  await stopChild(bare);
 
   return { apiResult, bareResult, verification };
 }
@@ -486,15 +578,16 @@ function report(apiR: LoadResult, bareR: LoadResult, v: Verification): string {
       .join(', ');
   const row = (name: string, a: string, b: string, c = '') => `| ${name} | ${a} | ${b} | ${c} |`;
   const lines = [
-    `Run ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC, \`npm run bench:ingest -- --duration ${durationS} --connections ${connections} --users ${userCount} --log-level ${logLevel}${built ? ' --build' : ''}${argv['api-node-flags'] ? ` --api-node-flags='${argv['api-node-flags']}'` : ''}\`.`,
+    `Run ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC, \`npm run bench:ingest -- --duration ${durationS} --rounds ${rounds} --warmup ${warmupS} --connections ${connections} --users ${userCount} --log-level ${logLevel}${built ? ' --build' : ''}${argv['api-node-flags'] ? ` --api-node-flags='${argv['api-node-flags']}'` : ''}\`.`,
     '',
     `Machine: ${m.cpu}, ${m.cores} cores, ${m.ramGiB} GiB RAM, Node ${m.node}, ${m.os}; Postgres, Redis, autocannon and both servers on the same machine; load average ${loadBefore.map((x) => x.toFixed(2)).join(' / ')} (1/5/15 min) before the run. Code: ${codeVersion()}.  `,
-    `api: ${built ? '`node main.js api` compiled by tsc (NODE_ENV=production, as the Docker image runs it)' : '`node --import tsx src/main.ts api`'}, LOG_LEVEL ${logLevel} (stdout to /dev/null), no worker; ${userCount} connected users; every request a distinct, signed \`create\` event.`,
+    `api: ${built ? '`node main.js api` compiled by tsc (NODE_ENV=production, as the Docker image runs it)' : '`node --import tsx src/main.ts api`'}, LOG_LEVEL ${logLevel} (stdout to /dev/null), no worker; ${userCount} connected users; every request a distinct, signed \`create\` event. ${rounds} rounds of ${+(durationS / rounds).toFixed(2)} s on each server, alternating (api, then bare), after ${warmupS} s of unmeasured warm-up on each.`,
     '',
     '|  | api `POST /webhooks/oura` | bare `node:http` + HMAC (tsx) | api / bare |',
     '| --- | --- | --- | --- |',
-    row('req/s (mean of per-second counts)', apiR.reqPerS.toFixed(0), bareR.reqPerS.toFixed(0), ratio.toFixed(3)),
-    row('latency p50', ms(apiR.p50Ms), ms(bareR.p50Ms), (apiR.p50Ms / bareR.p50Ms).toFixed(1) + '×'),
+    row(`req/s (responses ÷ seconds, ${rounds} rounds pooled)`, apiR.reqPerS.toFixed(0), bareR.reqPerS.toFixed(0), ratio.toFixed(3)),
+    row('req/s in each round (alternating: api, then bare)', apiR.perRound.map((x) => x.toFixed(0)).join(', '), bareR.perRound.map((x) => x.toFixed(0)).join(', '), apiR.perRound.map((x, i) => (x / bareR.perRound[i]!).toFixed(3)).join(', ')),
+    row('latency p50 (every response of the rounds)', ms(apiR.p50Ms), ms(bareR.p50Ms), (apiR.p50Ms / bareR.p50Ms).toFixed(1) + '×'),
     row('latency p99 (max)', `${ms(apiR.p99Ms)} (${ms(apiR.maxMs)})`, `${ms(bareR.p99Ms)} (${ms(bareR.maxMs)})`, (apiR.p99Ms / bareR.p99Ms).toFixed(1) + '×'),
     row('responses: 2xx / non-2xx', `${apiR.ok2xx} / ${apiR.non2xx}${others(apiR) ? ` (${others(apiR)})` : ''}`, `${bareR.ok2xx} / ${bareR.non2xx}${others(bareR) ? ` (${others(bareR)})` : ''}`),
     row('errors (of which timeouts)', `${apiR.errors} (${apiR.timeouts})`, `${bareR.errors} (${bareR.timeouts})`),
@@ -526,8 +619,7 @@ try {
   await cleanup();
   process.stdout.write(`\n${report(apiResult, bareResult, verification)}\n`);
   if (argv.json) {
-    const strip = ({ answered: _a, ...r }: LoadResult) => r;
-    writeFileSync(argv.json, JSON.stringify({ startedAt, loadBefore, durationS, connections, userCount, logLevel, built, api: strip(apiResult), bare: strip(bareResult), verification }, null, 2));
+    writeFileSync(argv.json, JSON.stringify({ startedAt, loadBefore, durationS, rounds, warmupS, connections, userCount, logLevel, built, api: apiResult, bare: bareResult, verification }, null, 2));
   }
   process.exit(0);
 } catch (err) {
