@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { isDeepStrictEqual } from 'node:util';
 import { sql } from 'drizzle-orm';
+import { webhookSignature } from '../src/crypto.js';
 import { DOCUMENT_TYPES, documentTypes, type DocumentType } from '../src/oura/registry.js';
 import { eventually, startStack, type Stack } from './helpers/stack.js';
 
@@ -113,6 +114,33 @@ describe('end to end: simulator → webhook → worker → Postgres', () => {
     assert.equal(by.queued ?? 0, 0, 'nothing left pending');
     assert.equal(by.failed ?? 0, 0, 'nothing failed');
     assert.equal(by.done, DOCUMENT_TYPES.length * 4);
+  });
+
+  test("the connected user's last webhook is recorded; an event for a user we do not know is ignored without a request to Oura", async () => {
+    await eventually('last_webhook_at recorded', async () => (await stack.deps.users.get(userId))?.last_webhook_at);
+    const requestsBefore = stack.sim.state.requests.length;
+    const body = JSON.stringify({
+      event_type: 'create',
+      data_type: 'daily_sleep',
+      object_id: 'obj-of-nobody',
+      event_time: new Date().toISOString(),
+      user_id: 'user-we-never-connected',
+    });
+    const ts = String(Math.floor(Date.now() / 1000));
+    const res = await fetch(`${stack.apiUrl}/webhooks/oura`, {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/json', 'x-oura-timestamp': ts, 'x-oura-signature': webhookSignature(stack.env.OURA_CLIENT_SECRET!, ts, body) },
+    });
+    assert.equal(res.status, 200);
+    const { event_id: id } = (await res.json()) as { event_id: number };
+    const event = await eventually('the event finished', async () => {
+      const e = await stack.deps.events.get(id);
+      return e?.status === 'queued' ? null : e;
+    });
+    assert.equal(event.status, 'ignored');
+    assert.equal(event.outcome, 'user_unknown');
+    assert.equal(stack.sim.state.requests.slice(requestsBefore).filter((r) => r.path.startsWith('/v2/')).length, 0, 'no request to Oura');
   });
 
   test('a pg_dump of the database holds neither token in plaintext', async (t) => {

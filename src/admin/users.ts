@@ -109,8 +109,8 @@ export interface DisconnectResult {
 /**
  * Disconnects a user: revokes their token at Oura (best effort: a failure is
  * logged, not fatal), then deletes their tokens and every row of their data in
- * one transaction. Events that arrive later are recorded as unknown_user;
- * jobs still queued for their events find no event and do nothing (and are
+ * one transaction. Events that arrive later are recorded, and the worker
+ * marks them ignored (user_unknown) without a request; jobs still queued for their events find no event and do nothing (and are
  * removed here when they are not running). Connecting again later is a new
  * connection.
  */

@@ -47,8 +47,9 @@ export function createAdminRepo(db: Db) {
 
     /**
      * Deletes a user and every row of theirs in schema `oura`, in one
-     * transaction: the user row is locked first, so a concurrent delivery
-     * waits and then finds no user (recorded as unknown_user). Tables with a
+     * transaction: the user row is locked first. A delivery arriving meanwhile
+     * or later is recorded; the worker then finds no user and marks it ignored
+     * (user_unknown). Tables with a
      * user_id column are found in the catalog, so a table added later is
      * covered too; oura.webhook_events has no foreign key and is deleted
      * explicitly. Returns null when the user does not exist.

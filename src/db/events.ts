@@ -19,34 +19,19 @@ export function dedupeKey(e: IncomingEvent): string {
 }
 
 /**
- * Group commit of verified deliveries: one JSON parameter for the whole batch.
- * Known, connected users' last_webhook_at moves forward at most once per 5 s
- * (fewer row versions, and concurrent batches rarely wait on one another's
- * user rows).
+ * Group commit of verified deliveries: one JSON parameter for the whole
+ * batch, one insert. Whether the user is connected is the worker's question
+ * (it asks anyway before fetching), so acceptance touches no other table.
  */
 const RECORD_DELIVERIES_SQL = `
-  with input as (
-    select * from json_to_recordset($1::json)
-      as t(dedupe_key text, event_type text, data_type text, object_id text, user_id text, event_time text, supported boolean)
-  ), known as (
-    select id, last_webhook_at from oura.users
-    where id in (select user_id from input where supported) and status <> 'revoked'
-  ), touched as (
-    update oura.users u set last_webhook_at = now()
-    from known k
-    where u.id = k.id and (k.last_webhook_at is null or k.last_webhook_at < now() - interval '5 seconds')
-    returning u.id
-  ), v as (
-    select i.*, case when not i.supported then 'unsupported_data_type'
-                     when k.id is null then 'unknown_user' end as ignored
-    from input i left join known k on k.id = i.user_id
-  )
   insert into oura.webhook_events
     (dedupe_key, event_type, data_type, object_id, user_id, event_time, status, outcome, processed_at)
   select dedupe_key, event_type, data_type, object_id, user_id, event_time::timestamptz,
-         case when ignored is null then 'queued' else 'ignored' end, ignored,
-         case when ignored is null then null else now() end
-  from v
+         case when supported then 'queued' else 'ignored' end,
+         case when supported then null else 'unsupported_data_type' end,
+         case when supported then null else now() end
+  from json_to_recordset($1::json)
+    as t(dedupe_key text, event_type text, data_type text, object_id text, user_id text, event_time text, supported boolean)
   on conflict (dedupe_key) do update set
     deliveries = oura.webhook_events.deliveries + 1,
     status = case when oura.webhook_events.status = 'done' then 'queued' else oura.webhook_events.status end,
@@ -65,12 +50,12 @@ export function createEventsRepo(db: Db) {
   const pool = db.$client;
   return {
     /**
-     * Records verified deliveries in one statement (group commit), and moves
-     * each known user's last_webhook_at forward. Events for a type we do not
-     * fetch, or for a user we do not know, are recorded as ignored. A repeat of
-     * a recorded delivery only bumps its count (and, if that event was already
-     * served, queues it again). Deliveries repeating one another inside the
-     * batch share one row; the result is in input order.
+     * Records verified deliveries in one statement (group commit). Events for
+     * a type we do not fetch are recorded as ignored; every other event is
+     * queued (an unknown or disconnected user's is ignored by the worker). A
+     * repeat of a recorded delivery only bumps its count (and, if that event
+     * was already served, queues it again). Deliveries repeating one another
+     * inside the batch share one row; the result is in input order.
      */
     async recordDeliveries(batch: Array<{ event: IncomingEvent; supported: boolean }>): Promise<RecordedEvent[]> {
       const keys = batch.map((b) => dedupeKey(b.event));
@@ -84,7 +69,7 @@ export function createEventsRepo(db: Db) {
       });
       // A named statement: Postgres plans it once per connection.
       const result = await pool.query<{ id: string; dedupe_key: string; status: EventStatus; inserted: boolean }>({
-        name: 'oura_record_deliveries_v1',
+        name: 'oura_record_deliveries_v2',
         text: RECORD_DELIVERIES_SQL,
         values: [JSON.stringify(rows)],
       });

@@ -60,6 +60,15 @@ export function createUsersRepo(db: Db) {
       await db.update(users).set({ last_fetch_at: new Date() }).where(eq(users.id, id));
     },
 
+    /** Moves each user's last_webhook_at forward to the time given (never back); unknown ids change nothing. */
+    async touchWebhooks(seen: Array<{ id: string; at: Date }>): Promise<void> {
+      if (seen.length === 0) return;
+      await db.execute(sql`
+        update oura.users u set last_webhook_at = v.at
+        from json_to_recordset(${JSON.stringify(seen)}::json) as v(id text, at timestamptz)
+        where u.id = v.id and (u.last_webhook_at is null or u.last_webhook_at < v.at)`);
+    },
+
     /** Records a refusal retrying cannot fix (403 membership/scope, 426 app too old). */
     async recordAccessError(id: string, reason: string): Promise<void> {
       await db.update(users).set({ access_error: reason, access_error_at: new Date() }).where(eq(users.id, id));

@@ -72,6 +72,7 @@ export async function buildApp(deps: Deps, opts: { trustProxy?: boolean } = {}):
     verificationToken: deps.config.OURA_WEBHOOK_VERIFICATION_TOKEN,
     maxAgeS: deps.config.WEBHOOK_MAX_AGE_S,
     events: deps.events,
+    users: deps.users,
     intake: deps.intakeQueue,
     onDelivery: (outcome) => deps.metrics.deliveries.inc({ outcome }),
   });

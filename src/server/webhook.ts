@@ -2,10 +2,12 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { safeEqual, verifyWebhookSignature } from '../crypto.js';
 import type { EventsRepo } from '../db/events.js';
+import type { UsersRepo } from '../db/users.js';
 import { isDocumentType } from '../oura/registry.js';
 import type { IntakeQueue } from '../workers/queues.js';
 import { createDeliveryBatcher } from './delivery-batcher.js';
 import { AppError } from './errors.js';
+import { createWebhookActivity } from './webhook-activity.js';
 
 export const WEBHOOK_BODY_LIMIT = 64 * 1024;
 const FUTURE_SKEW_S = 300;
@@ -24,6 +26,8 @@ export interface WebhookDeps {
   verificationToken: string;
   maxAgeS: number;
   events: EventsRepo;
+  /** Where each user's last_webhook_at is kept. */
+  users: Pick<UsersRepo, 'touchWebhooks'>;
   intake: IntakeQueue;
   /** Bounds how long a delivery may wait on Redis before we answer 503. */
   queueTimeoutMs?: number;
@@ -44,6 +48,8 @@ export async function webhookRoutes(app: FastifyInstance, deps: WebhookDeps) {
     queueTimeoutMs: deps.queueTimeoutMs ?? 3000,
     onError: (stage, err) => app.log.error({ stage, err: { message: err.message } }, 'could not accept webhook deliveries'),
   });
+  const activity = createWebhookActivity(deps.users, app.log);
+  app.addHook('onClose', () => activity.close());
   const refuse = (code: Parameters<typeof deps.onDelivery & {}>[0], err: AppError) => {
     deps.onDelivery?.(`refused_${code}`);
     app.log.warn({ code: err.code, reason: code }, 'webhook delivery refused');
@@ -107,6 +113,7 @@ export async function webhookRoutes(app: FastifyInstance, deps: WebhookDeps) {
         throw refuse('unavailable', e);
       }
       const outcome = recorded.status === 'ignored' ? 'ignored' : recorded.inserted ? 'accepted' : 'duplicate';
+      if (recorded.status !== 'ignored') activity.note(event.user_id);
       deps.onDelivery?.(outcome);
       req.log.debug({ eventId: recorded.id, dataType: event.data_type, outcome }, 'webhook received');
       return reply.code(200).send({ status: outcome, event_id: recorded.id });
