@@ -66,7 +66,7 @@ export function webhookSignature(secret: string, timestamp: string, rawBody: Buf
 /** Case-insensitive, constant-time check of an `x-oura-signature` header. */
 export function verifyWebhookSignature(secret: string, timestamp: string, rawBody: Buffer, signature: string): boolean {
   if (!/^[0-9a-fA-F]{64}$/.test(signature)) return false;
-  const expected = Buffer.from(webhookSignature(secret, timestamp, rawBody), 'hex');
+  const expected = createHmac('sha256', secret).update(timestamp).update(rawBody).digest();
   return timingSafeEqual(expected, Buffer.from(signature, 'hex'));
 }
 

@@ -137,7 +137,7 @@ describe('admin API', () => {
   test('disconnect revokes at Oura, leaves no row of the user in any oura table, and later events are ignored', async () => {
     const userId = await stack.connectUser();
     const other = await stack.connectUser();
-    const docs = [];
+    const docs: Array<{ id: string }> = [];
     for (const [who, type] of [[userId, 'daily_sleep'], [userId, 'workout'], [other, 'workout']] as const) {
       const d = await stack.simJson('POST', `/_sim/users/${who}/documents/${type}`, { notify: true });
       await eventually(`${type} stored`, () => documentRow(type, d.id));
@@ -189,15 +189,15 @@ describe('admin API', () => {
     assert.equal(await documentRow('daily_sleep', pending.id), null);
 
     // A later event for the user is acknowledged, recorded, and ignored by the worker.
-    const late = await stack.simJson('POST', '/_sim/events', { event_type: 'update', data_type: 'workout', object_id: docs[1].id, user_id: userId });
+    const late = await stack.simJson('POST', '/_sim/events', { event_type: 'update', data_type: 'workout', object_id: docs[1]!.id, user_id: userId });
     assert.ok(late.deliveries.length > 0 && late.deliveries.every((d: { status: number }) => d.status === 200), JSON.stringify(late));
     const ignored = await eventually('the late event finished', async () => {
-      const e = await eventOf(docs[1].id);
+      const e = await eventOf(docs[1]!.id);
       return e && e.status !== 'queued' ? e : null;
     });
     assert.equal(ignored.status, 'ignored');
     assert.equal(ignored.outcome, 'user_unknown');
-    assert.equal(await documentRow('workout', docs[1].id), null, 'the late event fetched nothing');
+    assert.equal(await documentRow('workout', docs[1]!.id), null, 'the late event fetched nothing');
 
     const again = await admin('DELETE', `/admin/users/${encodeURIComponent(userId)}`);
     assert.equal(again.status, 404);

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { and, asc, eq, inArray, lt, lte, sql } from 'drizzle-orm';
 import type { Db } from './index.js';
 import { webhookEvents, type EventStatus } from './schema/core.js';
@@ -13,9 +13,7 @@ export interface IncomingEvent {
 
 /** Oura's retries of one delivery carry the same content; this names that content. */
 export function dedupeKey(e: IncomingEvent): string {
-  return createHash('sha256')
-    .update([e.event_type, e.data_type, e.object_id, e.event_time, e.user_id].join('\u0000'))
-    .digest('hex');
+  return hash('sha256', [e.event_type, e.data_type, e.object_id, e.event_time, e.user_id].join('\u0000'), 'hex');
 }
 
 /**

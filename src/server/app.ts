@@ -10,6 +10,7 @@ import { webhookRoutes } from './webhook.js';
 import { onUserConnected } from '../workers/connect.js';
 
 import { pathOnly } from '../logger.js';
+import { requestLoggerFactory } from './request-logger.js';
 
 /**
  * Wires the HTTP API without listening. `main` owns listen and shutdown;
@@ -21,6 +22,7 @@ export async function buildApp(deps: Deps, opts: { trustProxy?: boolean } = {}):
     trustProxy: opts.trustProxy ?? true,
     requestIdHeader: 'x-request-id',
     genReqId: () => crypto.randomUUID(),
+    childLoggerFactory: requestLoggerFactory as unknown as FastifyServerOptions['childLoggerFactory'],
   });
   app.setErrorHandler((err, req, reply) => {
     let status: number;

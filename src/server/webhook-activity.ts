@@ -7,7 +7,7 @@ import type { UsersRepo } from '../db/users.js';
  * timestamp (the events themselves are recorded before their 2xx).
  */
 export function createWebhookActivity(users: Pick<UsersRepo, 'touchWebhooks'>, log: { warn: (obj: object, msg: string) => void }, everyMs = 1000) {
-  let seen = new Map<string, Date>();
+  let seen = new Map<string, number>();
   let flushing: Promise<void> | null = null;
 
   async function write(): Promise<void> {
@@ -15,7 +15,7 @@ export function createWebhookActivity(users: Pick<UsersRepo, 'touchWebhooks'>, l
     const batch = seen;
     seen = new Map();
     try {
-      await users.touchWebhooks([...batch].map(([id, at]) => ({ id, at })));
+      await users.touchWebhooks([...batch].map(([id, at]) => ({ id, at: new Date(at) })));
     } catch (err) {
       // Keep them for the next try, unless newer ones arrived meanwhile.
       for (const [id, at] of batch) if (!seen.has(id)) seen.set(id, at);
@@ -32,7 +32,7 @@ export function createWebhookActivity(users: Pick<UsersRepo, 'touchWebhooks'>, l
   timer.unref();
 
   return {
-    note(userId: string, at = new Date()): void {
+    note(userId: string, at = Date.now()): void {
       seen.set(userId, at);
     },
     flush,

@@ -34,6 +34,13 @@ export interface WebhookDeps {
   onDelivery?: (outcome: string) => void;
 }
 
+/** What a delivery gets back (serialized by a compiled schema). */
+const ACK_SCHEMA = {
+  type: 'object',
+  properties: { status: { type: 'string' }, event_id: { type: 'integer' } },
+  required: ['status', 'event_id'],
+} as const;
+
 function parseTimestamp(raw: string): number | null {
   if (!/^\d{1,16}$/.test(raw)) return null;
   const n = Number(raw);
@@ -76,7 +83,7 @@ export async function webhookRoutes(app: FastifyInstance, deps: WebhookDeps) {
     });
 
     // Oura sends bursts: per-delivery lines are debug (counts live in the metrics); refusals still warn.
-    scope.post('/webhooks/oura', { bodyLimit: WEBHOOK_BODY_LIMIT, logLevel: 'warn' }, async (req, reply) => {
+    scope.post('/webhooks/oura', { bodyLimit: WEBHOOK_BODY_LIMIT, logLevel: 'warn', schema: { response: { 200: ACK_SCHEMA } } }, async (req, reply) => {
       const signature = req.headers['x-oura-signature'];
       const timestampRaw = req.headers['x-oura-timestamp'];
       if (typeof signature !== 'string' || typeof timestampRaw !== 'string' || !signature || !timestampRaw) {
