@@ -3,10 +3,13 @@
  *
  * autocannon (50 connections, one request in flight on each) posts validly
  * signed Oura webhooks — each a distinct event (its own object_id, a fresh
- * x-oura-timestamp), signed per request — first to the real endpoint, then,
- * in the same run, to a bare `node:http` server that only checks the same
- * HMAC and answers 200 (bench/bare-webhook-server.ts). Both run as their own
- * process on this machine.
+ * x-oura-timestamp), signed per request — to the real endpoint and, in the
+ * same run, to a bare `node:http` server that only checks the same HMAC and
+ * answers 200 (bench/bare-webhook-server.ts). Both run as their own process
+ * on this machine, started together; the load alternates between them in
+ * rounds (api, bare, api, bare, …) after an unmeasured warm-up of each, so
+ * that whatever else the machine does meets both alike. Figures are pooled
+ * over the rounds; each round's req/s is printed too.
  *
  * The api is `node --import tsx src/main.ts api` (with --build: compiled by
  * tsc and run as the Docker image runs it), on a fresh database (migrated) and a fresh Redis key prefix, with connected users so
@@ -23,7 +26,7 @@
  * The bench process itself (autocannon) needs about one core at the bare
  * server's rate: on a small machine the bare figure is the client's ceiling.
  *
- *   npm run bench:ingest -- [--duration 15] [--connections 50] [--users 100] [--log-level info] [--build] [--json FILE]
+ *   npm run bench:ingest -- [--duration 15] [--rounds 3] [--warmup 2] [--connections 50] [--users 100] [--log-level info] [--build] [--json FILE]
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
