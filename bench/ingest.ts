@@ -11,8 +11,9 @@
  * that whatever else the machine does meets both alike. Figures are pooled
  * over the rounds; each round's req/s is printed too.
  *
- * The api is `node --import tsx src/main.ts api` (with --build: compiled by
- * tsc and run as the Docker image runs it), on a fresh database (migrated) and a fresh Redis key prefix, with connected users so
+ * The api runs as the Docker image runs it: compiled by tsc, `node main.js
+ * api` with NODE_ENV=production (with --tsx: `node --import tsx src/main.ts
+ * api`, the development loader, which costs ~35 MB of RSS), on a fresh database (migrated) and a fresh Redis key prefix, with connected users so
  * every event is accepted: recorded in Postgres and queued in BullMQ before
  * the 200 (one intake job per batch, naming the batch's event ids). No worker
  * runs, so every intake job is still waiting afterwards and is checked there:
@@ -26,7 +27,7 @@
  * The bench process itself (autocannon) needs about one core at the bare
  * server's rate: on a small machine the bare figure is the client's ceiling.
  *
- *   npm run bench:ingest -- [--duration 15] [--rounds 3] [--warmup 2] [--connections 50] [--users 100] [--log-level info] [--build] [--json FILE]
+ *   npm run bench:ingest -- [--duration 30] [--rounds 6] [--warmup 2] [--connections 50] [--users 100] [--log-level info] [--tsx] [--json FILE]
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -50,12 +51,14 @@ import { eventually, freePort, machineCpu, processCpuS, repoRoot } from './stack
 
 const { values: argv } = parseArgs({
   options: {
-    duration: { type: 'string', default: '15' },
-    rounds: { type: 'string', default: '3' },
+    duration: { type: 'string', default: '30' },
+    rounds: { type: 'string', default: '6' },
     warmup: { type: 'string', default: '2' },
     connections: { type: 'string', default: '50' },
     users: { type: 'string', default: '100' },
     'log-level': { type: 'string', default: 'info' },
+    tsx: { type: 'boolean', default: false },
+    // The default now; still accepted so that recorded commands run as written.
     build: { type: 'boolean', default: false },
     'cpu-prof': { type: 'string' },
     'api-node-flags': { type: 'string' },
@@ -65,14 +68,14 @@ const { values: argv } = parseArgs({
 });
 if (argv.help) {
   process.stdout.write(`usage: npm run bench:ingest -- [options]
-  --duration S       seconds of measured load on each server (default 15), split into --rounds
-  --rounds N         rounds, alternating api and bare, so both meet the same machine (default 3)
+  --duration S       seconds of measured load on each server (default 30), split into --rounds
+  --rounds N         rounds, alternating api and bare, so both meet the same machine (default 6)
   --warmup S         unmeasured seconds of load on each server first (default 2; 0: none)
   --connections N    concurrent connections, one request in flight on each (default 50)
   --users N          connected users the events are spread over (default 100)
   --log-level L      the api's LOG_LEVEL (default info, the service's default); its stdout goes to /dev/null
-  --build            run the api compiled (tsc -p tsconfig.build.json), as the Docker image does
-                     (\`node main.js api\`, NODE_ENV=production), instead of \`node --import tsx src/main.ts api\`
+  --tsx              run the api through tsx (\`node --import tsx src/main.ts api\`, as \`npm run start:api\` does)
+                     instead of compiled by tsc (\`node main.js api\`, NODE_ENV=production), as the Docker image runs it
   --cpu-prof DIR     write a V8 CPU profile of the api process into DIR (open it in Chrome DevTools)
   --api-node-flags=F extra node flags for the api process, space-separated (e.g. --api-node-flags=--max-semi-space-size=4)
   --json FILE        also write the results as JSON
@@ -91,8 +94,9 @@ const warmupS = Number(argv.warmup);
 if (!Number.isFinite(warmupS) || warmupS < 0) throw new Error(`--warmup: expected seconds ≥ 0 (got "${argv.warmup}")`);
 const userCount = positiveInt(argv.users!, 'users');
 const logLevel = argv['log-level']!;
-const built = argv.build!;
-/** Where --build compiles to: under node_modules, so the compiled files resolve their packages. */
+const built = !argv.tsx;
+if (argv.tsx && argv.build) throw new Error('--tsx and --build contradict each other');
+/** Where the api is compiled to: under node_modules, so the compiled files resolve their packages. */
 const BUILD_DIR = path.join(repoRoot, 'node_modules/.cache/bench-ingest');
 
 const TARGETS = { ratio: 0.5, p99Ms: 50, rssBytes: 150e6 };
@@ -581,7 +585,7 @@ function report(apiR: LoadResult, bareR: LoadResult, v: Verification): string {
       .join(', ');
   const row = (name: string, a: string, b: string, c = '') => `| ${name} | ${a} | ${b} | ${c} |`;
   const lines = [
-    `Run ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC, \`npm run bench:ingest -- --duration ${durationS} --rounds ${rounds} --warmup ${warmupS} --connections ${connections} --users ${userCount} --log-level ${logLevel}${built ? ' --build' : ''}${argv['api-node-flags'] ? ` --api-node-flags='${argv['api-node-flags']}'` : ''}\`.`,
+    `Run ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC, \`npm run bench:ingest -- --duration ${durationS} --rounds ${rounds} --warmup ${warmupS} --connections ${connections} --users ${userCount} --log-level ${logLevel}${built ? '' : ' --tsx'}${argv['api-node-flags'] ? ` --api-node-flags='${argv['api-node-flags']}'` : ''}\`.`,
     '',
     `Machine: ${m.cpu}, ${m.cores} cores, ${m.ramGiB} GiB RAM, Node ${m.node}, ${m.os}; Postgres, Redis, autocannon and both servers on the same machine; load average ${loadBefore.map((x) => x.toFixed(2)).join(' / ')} (1/5/15 min) before the run. Code: ${codeVersion()}.  `,
     `api: ${built ? '`node main.js api` compiled by tsc (NODE_ENV=production, as the Docker image runs it)' : '`node --import tsx src/main.ts api`'}, LOG_LEVEL ${logLevel} (stdout to /dev/null), no worker; ${userCount} connected users; every request a distinct, signed \`create\` event. ${rounds} rounds of ${+(durationS / rounds).toFixed(2)} s on each server, alternating (api, then bare), after ${warmupS} s of unmeasured warm-up on each.`,
