@@ -16,6 +16,9 @@ RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production
+# A young generation of at most 3 × 8 MB instead of V8's 3 × 16 MB: ~15 MB less
+# resident memory per process, no throughput cost measured (BENCHMARKS.md).
+ENV NODE_OPTIONS=--max-semi-space-size=8
 WORKDIR /app
 COPY --from=prod-deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist

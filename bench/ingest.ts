@@ -113,6 +113,13 @@ const log = (msg: string) => process.stderr.write(`[bench:ingest ${new Date().to
 
 // ---------------------------------------------------------------- processes
 
+/** The node flags the Docker image sets (`ENV NODE_OPTIONS=…` in the Dockerfile), so the compiled api runs as it ships. */
+function imageNodeOptions(): string[] {
+  const dockerfile = readFileSync(path.join(repoRoot, 'Dockerfile'), 'utf8');
+  const value = /^ENV NODE_OPTIONS=("?)(.*)\1\s*$/m.exec(dockerfile)?.[2] ?? '';
+  return value.split(/\s+/).filter(Boolean);
+}
+
 /** Resident set size now and its high-water mark (bytes), from /proc; null once the process is gone. */
 function memoryOf(pid: number | undefined): { rss: number; hwm: number } | null {
   if (!pid) return null;
@@ -434,7 +441,7 @@ async function run() {
       if (!existsSync(path.join(BUILD_DIR, 'main.js'))) throw err;
       log('tsc reported errors; running what it emitted');
     }
-    apiArgs = [path.join(BUILD_DIR, 'main.js'), 'api'];
+    apiArgs = [...imageNodeOptions(), path.join(BUILD_DIR, 'main.js'), 'api'];
   }
 
   // A fresh database with every migration applied.
@@ -588,7 +595,7 @@ function report(apiR: LoadResult, bareR: LoadResult, v: Verification): string {
     `Run ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC, \`npm run bench:ingest -- --duration ${durationS} --rounds ${rounds} --warmup ${warmupS} --connections ${connections} --users ${userCount} --log-level ${logLevel}${built ? '' : ' --tsx'}${argv['api-node-flags'] ? ` --api-node-flags='${argv['api-node-flags']}'` : ''}\`.`,
     '',
     `Machine: ${m.cpu}, ${m.cores} cores, ${m.ramGiB} GiB RAM, Node ${m.node}, ${m.os}; Postgres, Redis, autocannon and both servers on the same machine; load average ${loadBefore.map((x) => x.toFixed(2)).join(' / ')} (1/5/15 min) before the run. Code: ${codeVersion()}.  `,
-    `api: ${built ? '`node main.js api` compiled by tsc (NODE_ENV=production, as the Docker image runs it)' : '`node --import tsx src/main.ts api`'}, LOG_LEVEL ${logLevel} (stdout to /dev/null), no worker; ${userCount} connected users; every request a distinct, signed \`create\` event. ${rounds} rounds of ${+(durationS / rounds).toFixed(2)} s on each server, alternating (api, then bare), after ${warmupS} s of unmeasured warm-up on each.`,
+    `api: ${built ? `\`node ${[...imageNodeOptions(), ''].join(' ')}main.js api\` compiled by tsc (NODE_ENV=production and the image's NODE_OPTIONS, as the Docker image runs it)` : '`node --import tsx src/main.ts api`'}, LOG_LEVEL ${logLevel} (stdout to /dev/null), no worker; ${userCount} connected users; every request a distinct, signed \`create\` event. ${rounds} rounds of ${+(durationS / rounds).toFixed(2)} s on each server, alternating (api, then bare), after ${warmupS} s of unmeasured warm-up on each.`,
     '',
     '|  | api `POST /webhooks/oura` | bare `node:http` + HMAC (tsx) | api / bare |',
     '| --- | --- | --- | --- |',
