@@ -21,9 +21,8 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import type { RateLimit } from '../src/config.js';
 import { DOCUMENT_TYPES, type DocumentType } from '../src/oura/registry.js';
-import { machineCpu, processCpuS, repoRoot, startBenchStack, type BenchStack } from './stack.js';
+import { machineCpu, parseLimit, processCpuS, repoRoot, startBenchStack, type BenchStack } from './stack.js';
 import { canonical, maxInRollingWindow, percentile } from './stats.js';
 import { morningSync, play, usersForLoad, EVENTS_PER_USER, type PlayResult, type Trace } from './trace.js';
 
@@ -73,11 +72,6 @@ if (argv.help) {
   process.exit(0);
 }
 
-function parseLimit(s: string, name: string): RateLimit {
-  const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(s);
-  if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) throw new Error(`--${name}: expected N/W, e.g. 300/30 (got "${s}")`);
-  return { limit: Number(m[1]), windowS: Number(m[2]) };
-}
 function positive(s: string, name: string): number {
   const n = Number(s);
   if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name}: expected a positive number (got "${s}")`);

@@ -35,6 +35,13 @@ const SECRETS = {
 
 export { eventually, freePort };
 
+/** A `--limit N/W` option. */
+export function parseLimit(s: string, name: string): RateLimit {
+  const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(s);
+  if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) throw new Error(`--${name}: expected N/W, e.g. 300/30 (got "${s}")`);
+  return { limit: Number(m[1]), windowS: Number(m[2]) };
+}
+
 /** CPU seconds (user + system) a process has used so far; null once it is gone. */
 export function processCpuS(pid: number | undefined): number | null {
   if (!pid) return null;
@@ -68,6 +75,8 @@ export interface BenchStackOptions {
   /** Admin connection (creates and drops the benchmark's database). */
   adminDatabaseUrl: string;
   redisUrl: string;
+  /** Service settings over the defaults below (e.g. BACKFILL_DAYS). */
+  env?: Record<string, string>;
 }
 
 export async function startBenchStack(opts: BenchStackOptions) {
@@ -137,6 +146,7 @@ export async function startBenchStack(opts: BenchStackOptions) {
       BACKFILL_DAYS: '0',
       RECONCILE_INTERVAL_S: String(30 * 86_400),
       ...(opts.workerConcurrency ? { WORKER_CONCURRENCY: String(opts.workerConcurrency) } : {}),
+      ...opts.env,
     };
 
     const children: Array<{ role: string; child: ChildProcess; stderr: () => string }> = [];
@@ -184,7 +194,7 @@ export async function startBenchStack(opts: BenchStackOptions) {
     const setupPort = await freePort();
     const setupUrl = `http://127.0.0.1:${setupPort}`;
     const setupDeps = createDeps(
-      loadConfig({ ...env, PUBLIC_BASE_URL: setupUrl, REDIS_KEY_PREFIX: `${prefix}-setup`, OURA_APP_RATE_LIMIT: '1000000/1', LOG_LEVEL: 'warn' }),
+      loadConfig({ ...env, PUBLIC_BASE_URL: setupUrl, REDIS_KEY_PREFIX: `${prefix}-setup`, OURA_APP_RATE_LIMIT: '1000000/1', LOG_LEVEL: 'warn', BACKFILL_DAYS: '0' }),
       { prefix: `${prefix}-setup` },
     );
     const setupApp = await buildApp(setupDeps);
