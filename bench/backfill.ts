@@ -26,6 +26,7 @@ import { DOCUMENT_TYPES, TIME_SERIES, documentTypes } from '../src/oura/registry
 import { backfillRange, isoDay } from '../src/workers/backfill.js';
 import { machineCpu, parseLimit, processCpuS, startBenchStack, type BenchStack } from './stack.js';
 import { maxInRollingWindow, percentile } from './stats.js';
+import type { RequestLogEntry as SimRequest } from '../src/sim/state.js';
 
 const { values: argv } = parseArgs({
   options: {
@@ -69,13 +70,6 @@ const limit = parseLimit(argv.limit!, 'limit');
 
 const log = (msg: string) => process.stderr.write(`[bench:backfill ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
-interface SimRequest {
-  t: number;
-  method: string;
-  path: string;
-  status: number;
-  userId: string | null;
-}
 
 async function count(stack: BenchStack, sql: string, params: unknown[]): Promise<number> {
   const { rows } = await stack.pool.query<{ n: string }>(sql, params);

@@ -187,9 +187,8 @@ async function stopChild({ child }: Child): Promise<void> {
 
 // ---------------------------------------------------------------- load
 
-/** One stretch of load on one server. */
-interface Round {
-  elapsedS: number;
+/** What the responses of some load were. */
+interface ResponseCounts {
   responses: number;
   ok2xx: number;
   non2xx: number;
@@ -198,6 +197,11 @@ interface Round {
   statuses: Record<string, number>;
   /** The api's `status` in each 2xx body: accepted, duplicate, ignored. */
   outcomes: Record<string, number>;
+}
+
+/** One stretch of load on one server. */
+interface Round extends ResponseCounts {
+  elapsedS: number;
   /** object_id of every event answered 2xx. */
   answered: string[];
   /** Every response's latency, ms (autocannon's own measure: request written → response complete). */
@@ -213,7 +217,7 @@ interface Round {
 }
 
 /** The measured rounds of one server, pooled. */
-interface LoadResult {
+interface LoadResult extends ResponseCounts {
   target: string;
   /** Responses ÷ seconds of load, over every measured round. */
   reqPerS: number;
@@ -221,13 +225,6 @@ interface LoadResult {
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
-  responses: number;
-  ok2xx: number;
-  non2xx: number;
-  errors: number;
-  timeouts: number;
-  statuses: Record<string, number>;
-  outcomes: Record<string, number>;
   rssPeakDuringLoad: number;
   rssBefore: number;
   hwm: number;

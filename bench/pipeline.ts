@@ -25,6 +25,7 @@ import { DOCUMENT_TYPES, type DocumentType } from '../src/oura/registry.js';
 import { machineCpu, parseLimit, processCpuS, repoRoot, startBenchStack, type BenchStack } from './stack.js';
 import { canonical, maxInRollingWindow, percentile } from './stats.js';
 import { morningSync, play, usersForLoad, EVENTS_PER_USER, type PlayResult, type Trace } from './trace.js';
+import type { RequestLogEntry as SimRequest } from '../src/sim/state.js';
 
 // ---------------------------------------------------------------- options
 
@@ -100,13 +101,6 @@ const log = (msg: string) => process.stderr.write(`[bench ${new Date().toISOStri
 
 // ---------------------------------------------------------------- measuring
 
-interface SimRequest {
-  t: number;
-  method: string;
-  path: string;
-  status: number;
-  userId: string | null;
-}
 
 interface TraceResult {
   name: string;

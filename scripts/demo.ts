@@ -43,6 +43,7 @@ import { createDeps, type Deps } from '../src/deps.js';
 import { createLogger } from '../src/logger.js';
 import { DOCUMENT_TYPES, TIME_SERIES, type DocumentType } from '../src/oura/registry.js';
 import { startSimulator } from '../src/sim/index.js';
+import type { RequestLogEntry as SimRequest } from '../src/sim/state.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -298,13 +299,6 @@ async function waitFor<T>(what: string, timeoutMs: number, fn: () => Promise<T |
 }
 
 
-interface SimRequest {
-  t: number;
-  method: string;
-  path: string;
-  status: number;
-  userId: string | null;
-}
 
 interface RequestCounts {
   data: number;
