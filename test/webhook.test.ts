@@ -230,6 +230,24 @@ describe('intake: from accepted batches to per-event jobs', () => {
       assert.equal(redelivered.json().status, 'duplicate');
       assert.equal((await deps.events.get(ids[0]!))?.status, 'queued', 'the finished event is queued again');
       await eventually('its job waiting again', async () => (await deps.queue.getJob(`evt-${ids[0]}`))?.getState().then((s) => s === 'waiting'));
+
+      // Delivered again while its job runs (that run may have read the document before
+      // the change the repeat announces): a follow-up job is queued behind it.
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      const busy = new Worker(EVENTS_QUEUE, async () => held, { connection: deps.workerConnection(), prefix });
+      try {
+        await eventually('its job running', async () => (await deps.queue.getJob(`evt-${ids[0]}`))?.getState().then((s) => s === 'active'));
+        const during = await app.inject({ method: 'POST', url: '/webhooks/oura', payload: bodies[0]!, headers: signed(bodies[0]!) });
+        assert.equal(during.json().status, 'duplicate');
+        const followUp = await eventually('a follow-up job', async () =>
+          (await deps.queue.getJobs(['delayed', 'waiting'], 0, -1)).find((j) => j.id?.startsWith(`evt-${ids[0]}-again-`)),
+        );
+        assert.deepEqual(followUp.data, { eventId: ids[0] });
+      } finally {
+        release();
+        await busy.close();
+      }
     } finally {
       await worker.close();
       await app.close();

@@ -94,6 +94,23 @@ export function createEventsRepo(db: Db) {
     },
 
     /**
+     * Marks served events done, each only if no delivery of it arrived since it
+     * was claimed (its `deliveries` count is unchanged): a repeat that came in
+     * while the document was being fetched means Oura changed it again after
+     * our read, so the event stays queued and is served once more. Returns the
+     * ids marked.
+     */
+    async finishServed(claimed: Array<{ id: number; deliveries: number }>, outcome: string): Promise<number[]> {
+      if (claimed.length === 0) return [];
+      const result = await db.execute<{ id: string }>(sql`
+        update oura.webhook_events e set status = 'done', outcome = ${outcome}, processed_at = now()
+        from unnest(${`{${claimed.map((c) => c.id).join(',')}}`}::bigint[], ${`{${claimed.map((c) => c.deliveries).join(',')}}`}::int[]) as c(id, deliveries)
+        where e.id = c.id and e.deliveries = c.deliveries and e.status = 'queued'
+        returning e.id`);
+      return result.rows.map((r) => Number(r.id));
+    },
+
+    /**
      * Queued events of one user and type recorded up to `upTo`: the events one
      * fetch can serve together.
      */

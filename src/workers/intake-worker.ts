@@ -10,7 +10,8 @@ export interface IntakeWorkerDeps {
 /**
  * Expands each batch the webhook endpoint accepted into one events-queue job
  * per event (job id `evt-<event id>`, so running a batch twice queues nothing
- * twice), and makes sure a repeated delivery of a finished event runs again.
+ * twice), and makes sure a repeated delivery runs again: a finished event's
+ * job is replaced, and one being served gets a follow-up.
  */
 export function createIntakeWorker(deps: IntakeWorkerDeps, connection: Redis, concurrency = 4) {
   return new Worker<IntakeJob>(
@@ -18,7 +19,7 @@ export function createIntakeWorker(deps: IntakeWorkerDeps, connection: Redis, co
     async (job) => {
       const { eventIds, repeats } = IntakeJob.parse(job.data);
       await queueEvents(deps.queue, eventIds);
-      const requeued = repeats.length > 0 ? await requeueEvents(deps.queue, repeats) : 0;
+      const requeued = repeats.length > 0 ? await requeueEvents(deps.queue, repeats, { followActive: true }) : 0;
       return { queued: eventIds.length, requeued };
     },
     { connection, prefix: deps.prefix, concurrency, autorun: false },

@@ -60,13 +60,32 @@ export async function processEvent(deps: ProcessEventDeps, event: EventRow): Pro
     await deps.events.finish([event.id], 'ignored', 'unsupported_data_type');
     return 'unsupported_data_type';
   }
+  // A repeat delivered while its document was being fetched stays queued (see
+  // finishServed): serve the pair again, a few times at most; the repeat's own
+  // job, or the sweeper, takes what is left after that.
+  for (let round = 1; ; round++) {
+    const r = await serveOnce(deps, event, type, log);
+    if (r.outcome !== 'served' || r.left === 0 || round >= MAX_SERVE_ROUNDS) return r.outcome;
+    log.debug({ left: r.left, round }, 'events delivered again while being served; serving them once more');
+  }
+}
+
+const MAX_SERVE_ROUNDS = 3;
+
+async function serveOnce(
+  deps: ProcessEventDeps,
+  event: EventRow,
+  type: DocumentType,
+  log: Logger,
+): Promise<{ outcome: EventOutcome; left: number }> {
   const userId = event.user_id;
+  let left = 0;
 
   // Only deletes waiting? They need no request at all.
   const before = plan(await deps.events.pendingFor(userId, type, new Date()));
   if (before.toFetch.length === 0) {
-    await applyRemovals(deps, type, userId, before, new Set());
-    return 'served';
+    left = await applyRemovals(deps, type, userId, before, new Set());
+    return { outcome: 'served', left };
   }
 
   let requests = 0;
@@ -116,7 +135,7 @@ export async function processEvent(deps: ProcessEventDeps, event: EventRow): Pro
       }
 
       if (fetched.size > 0) await deps.documents.upsert(type, userId, [...fetched.values()]);
-      await applyRemovals(deps, type, userId, p, new Set(fetched.keys()), gone);
+      left = await applyRemovals(deps, type, userId, p, new Set(fetched.keys()), gone);
       await deps.users.touchFetch(userId);
       log.info({ events: p.all.length, objects: p.toFetch.length, stored: fetched.size, gone: gone.size }, 'documents fetched');
     });
@@ -127,16 +146,16 @@ export async function processEvent(deps: ProcessEventDeps, event: EventRow): Pro
       if (err.status === 'reauth_required') {
         await deps.events.park(ids);
         log.info({ events: ids.length }, 'events parked until the user reconnects');
-        return 'parked';
+        return { outcome: 'parked', left: 0 };
       }
       await deps.events.finish(ids, 'ignored', `user_${err.status}`);
-      return 'user_unavailable';
+      return { outcome: 'user_unavailable', left: 0 };
     }
     throw err;
   } finally {
     if (requests > 0) deps.metrics?.eventRequests.inc(requests);
   }
-  return 'served';
+  return { outcome: 'served', left };
 }
 
 interface Plan {
@@ -159,7 +178,8 @@ function plan(pending: PendingEvent[]): Plan {
 /**
  * Removes deleted and gone documents and marks the claimed events done with
  * what happened to their object. A delete is not applied to a document the
- * read just returned: the read is newer than the event.
+ * read just returned: the read is newer than the event. Returns how many
+ * claimed events stay queued because Oura delivered them again meanwhile.
  */
 async function applyRemovals(
   deps: ProcessEventDeps,
@@ -168,7 +188,7 @@ async function applyRemovals(
   p: Plan,
   present: Set<string>,
   gone: Set<string> = new Set(),
-): Promise<void> {
+): Promise<number> {
   const remove = [...p.toRemove.filter((id) => !present.has(id)), ...gone];
   await deps.documents.removeMany(type, userId, remove);
   const byOutcome = new Map<string, number[]>();
@@ -176,10 +196,14 @@ async function applyRemovals(
     const outcome = present.has(e.object_id) ? 'stored' : gone.has(e.object_id) ? 'gone' : 'deleted';
     byOutcome.set(outcome, [...(byOutcome.get(outcome) ?? []), e.id]);
   }
+  const finished = new Set<number>();
   for (const [outcome, ids] of byOutcome) {
-    await deps.events.finish(ids, 'done', outcome);
-    deps.metrics?.eventsProcessed.inc({ outcome }, ids.length);
+    const claimed = p.all.filter((e) => ids.includes(e.id)).map((e) => ({ id: e.id, deliveries: e.deliveries }));
+    const done = await deps.events.finishServed(claimed, outcome);
+    for (const id of done) finished.add(id);
+    deps.metrics?.eventsProcessed.inc({ outcome }, done.length);
   }
   const now = Date.now();
-  for (const e of p.all) deps.metrics?.ingestLatency.observe((now - e.received_at.getTime()) / 1000);
+  for (const e of p.all) if (finished.has(e.id)) deps.metrics?.ingestLatency.observe((now - e.received_at.getTime()) / 1000);
+  return p.all.length - finished.size;
 }

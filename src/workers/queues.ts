@@ -65,10 +65,13 @@ export type EventQueue = ReturnType<typeof createEventQueue>;
 
 /**
  * Makes sure each event has a job that will run: adds it when missing, runs a
- * failed one again, replaces a completed one. Jobs already waiting, delayed or
- * active are left alone. Returns how many were (re)queued.
+ * failed one again, replaces a completed one. Jobs waiting or delayed are left
+ * alone, and so are active ones unless `followActive` (for a repeated
+ * delivery: the running job may be serving the event from a read older than
+ * the change the repeat announces, so a follow-up job runs after it). Returns
+ * how many were (re)queued.
  */
-export async function requeueEvents(queue: EventQueue, eventIds: number[]): Promise<number> {
+export async function requeueEvents(queue: EventQueue, eventIds: number[], opts: { followActive?: boolean } = {}): Promise<number> {
   let n = 0;
   for (const id of eventIds) {
     const jobId = eventJobId(id);
@@ -77,6 +80,11 @@ export async function requeueEvents(queue: EventQueue, eventIds: number[]): Prom
       const state = await job.getState();
       if (state === 'failed') {
         await job.retry('failed');
+        n++;
+        continue;
+      }
+      if (state === 'active' && opts.followActive) {
+        await queue.add('fetch', { eventId: id }, { jobId: `${jobId}-again-${Date.now()}`, delay: 250 });
         n++;
         continue;
       }
