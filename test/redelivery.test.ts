@@ -1,84 +1,56 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { createDeps, type Deps } from '../src/deps.js';
-import type { OuraClient } from '../src/oura/client.js';
-import type { Limiter } from '../src/oura/limiter.js';
-import type { TokenService } from '../src/oura/tokens.js';
-import { generateDocument } from '../src/sim/generate.js';
-import { createRng } from '../src/sim/prng.js';
-import { processEvent } from '../src/workers/process-event.js';
-import { clearPrefix, createTestDatabase, getServices, testConfig, uniquePrefix, type TestDatabase } from './helpers/env.js';
+import { isDeepStrictEqual } from 'node:util';
+import { eventually, startStack, type Stack } from './helpers/stack.js';
 
 /**
  * Oura's event_time has one-second precision, so two changes of a document
  * within a second are delivered as the same event. When the repeat arrives
- * while the first delivery's fetch is under way, that fetch may have read the
- * document before the second change: the event must be served again, not
- * marked done with the older version.
+ * while the first delivery's read is under way, that read may hold the
+ * document as it was before the second change: the event must be served
+ * again, not marked done with the older version.
  */
-describe('a delivery repeated while its document is being fetched', () => {
-  let db: TestDatabase;
-  let deps: Deps;
-  let redisUrl: string;
-  const prefix = uniquePrefix('redeliver');
-
+describe('a delivery repeated while its document is being read', () => {
+  let stack: Stack;
   before(async () => {
-    db = await createTestDatabase('redelivery');
-    redisUrl = (await getServices()).redisUrl;
-    deps = createDeps(testConfig({ DATABASE_URL: db.url, REDIS_URL: redisUrl }), { prefix });
-    await deps.users.upsertConnected({
-      id: 'user-r',
-      personalInfo: {},
-      accessTokenEnc: deps.cipher.encrypt('a'),
-      refreshTokenEnc: deps.cipher.encrypt('r'),
-      expiresAt: null,
-      scopes: null,
-    });
+    stack = await startStack({ label: 'redeliver' });
+    await stack.subscribeAll(['workout']);
   });
   after(async () => {
-    await deps.close();
-    await clearPrefix(redisUrl, prefix);
-    await db.drop();
+    await stack?.close();
   });
 
   test('the newer version is stored and the event ends done', async () => {
-    const ctx = { day: new Date().toISOString().slice(0, 10), offset: '+00:00', rng: createRng(7) };
-    const v1 = generateDocument('workout', ctx, { intensity: 'easy' });
-    const v2 = { ...v1, intensity: 'hard', label: 'changed a moment later' };
-    const event = {
-      event_type: 'update',
-      data_type: 'workout',
-      object_id: v1.id as string,
-      event_time: new Date(Math.floor(Date.now() / 1000) * 1000).toISOString(),
-      user_id: 'user-r',
-    };
-    const [recorded] = await deps.events.recordDeliveries([{ event, supported: true }]);
+    const userId = await stack.connectUser();
+    const doc = await stack.simJson('POST', `/_sim/users/${userId}/documents/workout`, {});
+    const path = `/v2/usercollection/workout/${doc.id}`;
+    // The next read of the document is answered as it is now, but only 1.5 s later.
+    await stack.simJson('POST', '/_sim/faults', { delayMs: 1500, path, count: 1 });
 
-    // Oura, seen through the client: the first read returns v1, and while it is in
-    // flight the document changes again and Oura delivers the same event once more.
-    let reads = 0;
-    const oura = {
-      async getDocument() {
-        reads++;
-        if (reads === 1) {
-          const [repeat] = await deps.events.recordDeliveries([{ event, supported: true }]);
-          assert.equal(repeat!.inserted, false, 'the repeat shares the event');
-          return v1;
-        }
-        return v2;
-      },
-    } as unknown as OuraClient;
-    const tokens = { withToken: (_u: string, fn: (t: string) => Promise<unknown>) => fn('token') } as unknown as TokenService;
-    const limiter = { acquire: async () => ({ id: 'permit' }) } as unknown as Limiter;
+    const event = { event_type: 'update', data_type: 'workout', object_id: doc.id, user_id: userId, event_time: new Date().toISOString() };
+    const since = Date.now();
+    await stack.simJson('POST', '/_sim/events', event);
+    await eventually('the read under way', async () => stack.sim.state.requests.some((r) => r.path === path && r.t >= since));
 
-    const row = (await deps.events.get(recorded!.id))!;
-    const outcome = await processEvent({ ...deps, oura, tokens, limiter }, row);
-    assert.equal(outcome, 'served');
-    assert.equal(reads, 2, 'read again after the repeat');
-    const { rows } = await deps.pool.query<{ document: { intensity: string } }>('select document from oura.workout where id = $1', [v1.id]);
-    assert.equal(rows[0]?.document.intensity, 'hard', 'the newer version is stored');
-    const after = await deps.events.get(recorded!.id);
-    assert.equal(after?.status, 'done');
-    assert.equal(after?.deliveries, 2);
+    // Oura changes the document again within the same second and delivers the same event.
+    await stack.simJson('PATCH', `/_sim/users/${userId}/documents/workout/${doc.id}`, {});
+    const repeat = await stack.simJson('POST', '/_sim/events', event);
+    assert.ok(repeat.deliveries.every((d: { status: number }) => d.status === 200), JSON.stringify(repeat));
+
+    const done = await eventually('the event done', async () => {
+      const { rows } = await stack.deps.pool.query<{ status: string; deliveries: number }>(
+        'select status, deliveries from oura.webhook_events where object_id = $1',
+        [doc.id],
+      );
+      return rows[0]?.status === 'done' ? rows : null;
+    });
+    assert.equal(done.length, 1);
+    assert.equal(done[0]!.deliveries, 2);
+
+    const latest = ((await stack.simJson('GET', `/_sim/users/${userId}/documents/workout`)) as Array<{ id: string }>).find((d) => d.id === doc.id);
+    const { rows } = await stack.deps.pool.query<{ document: unknown }>('select document from oura.workout where id = $1', [doc.id]);
+    assert.ok(!isDeepStrictEqual(latest, doc), 'the second change is observable');
+    assert.ok(isDeepStrictEqual(rows[0]?.document, latest), 'the stored document is the newer version');
+    assert.equal(stack.sim.state.requests.filter((r) => r.path === path).length, 2, 'read again after the repeat');
   });
 });

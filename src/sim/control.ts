@@ -43,14 +43,16 @@ const ConfigBody = z.object({
   defaultHistoryDays: z.number().int().min(0).optional(),
 });
 const FaultBody = z.object({
-  status: z.union([z.literal(500), z.literal(502), z.literal(503), z.literal(401), z.literal(403), z.literal(426), z.literal(429)]),
+  status: z.union([z.literal(500), z.literal(502), z.literal(503), z.literal(401), z.literal(403), z.literal(426), z.literal(429)]).optional(),
+  /** Without `status`: answer as usual, but hold the answer this long after computing it (a slow read). */
+  delayMs: z.number().int().min(1).max(60_000).optional(),
   count: z.number().int().min(1).default(1),
   /** 429 only: the tier named in X-RateLimit-Tier and the Retry-After seconds. */
   tier: z.enum(['application', 'token']).optional(),
   retryAfterS: z.number().int().min(0).optional(),
   path: z.string().optional(),
   userId: z.string().optional(),
-});
+}).refine((f) => (f.status === undefined) !== (f.delayMs === undefined), 'give either status or delayMs');
 
 type Params = Record<string, string>;
 

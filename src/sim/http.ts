@@ -34,6 +34,8 @@ export function splitUrl(url: string): { path: string; query: string } {
 export interface RequestMeta {
   userId: string | null;
   tier: Tier | null;
+  /** A slow-answer fault: hold the computed answer this long. */
+  delayMs?: number;
 }
 
 /** What the request log records about a request beyond method, path and status. */

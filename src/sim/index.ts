@@ -58,6 +58,7 @@ export function buildSimulator(opts: SimOptions): { app: FastifyInstance; state:
     const userId = (bearer && state.accessTokens.get(bearer)?.userId) || null;
     meta(req).userId = userId;
     const fault = state.takeFault(path, userId);
+    if (fault?.delayMs) meta(req).delayMs = fault.delayMs;
     if (fault?.status === 429) {
       const retryAfterS = fault.retryAfterS ?? 1;
       const tier = fault.tier ?? 'application';
@@ -73,7 +74,7 @@ export function buildSimulator(opts: SimOptions): { app: FastifyInstance; state:
         })
         .send({ detail: 'Request Rate Limit Exceeded.' });
     }
-    if (fault) return reply.code(fault.status).send({ detail: FAULT_BODIES[fault.status] ?? 'Simulated fault' });
+    if (fault?.status) return reply.code(fault.status).send({ detail: FAULT_BODIES[fault.status] ?? 'Simulated fault' });
   });
 
   app.addHook('onSend', async (req, reply, payload) => {
@@ -84,6 +85,8 @@ export function buildSimulator(opts: SimOptions): { app: FastifyInstance; state:
     if (state.requests.length > LOG_CAP) state.requests.splice(0, state.requests.length - LOG_CAP);
     state.counters.requests++;
     if (reply.statusCode === 429) state.counters.rateLimited++;
+    // A slow answer: computed (and logged) now, sent later.
+    if (m.delayMs) await new Promise((r) => setTimeout(r, m.delayMs));
     return payload;
   });
 

@@ -104,7 +104,9 @@ export interface RequestLogEntry {
 
 export interface Fault {
   id: number;
-  status: number;
+  /** The status to answer with; absent for a slow answer (`delayMs`). */
+  status?: number;
+  delayMs?: number;
   remaining: number;
   path?: string;
   userId?: string;
@@ -354,6 +356,7 @@ export function createSimState(opts: SimOptions) {
       const fault: Fault = {
         id: ++counters.faultSeq,
         status: f.status,
+        delayMs: f.delayMs,
         remaining: f.count,
         path: f.path,
         userId: f.userId,
