@@ -28,6 +28,26 @@ async function storedCount(stack: Stack, docs: Array<{ type: string; id: string 
   return n;
 }
 
+type Docs = Awaited<ReturnType<typeof createDocs>>;
+
+/**
+ * A stack with no worker running, one connected user, and one acknowledged
+ * create per type; `body` does the damage and starts workers; afterwards
+ * every document must be stored and every event done.
+ */
+async function afterDamage(label: string, env: Record<string, string>, body: (stack: Stack, docs: Docs) => Promise<void>) {
+  const stack = await startStack({ label, inProcessWorker: false, env });
+  try {
+    await stack.subscribeAll(TYPES);
+    const docs = await createDocs(stack, await stack.connectUser());
+    await body(stack, docs);
+    await eventually('every document stored', async () => (await storedCount(stack, docs)) === docs.length, { timeoutMs: 40_000 });
+    await eventually('every event done', () => allEventsDone(stack));
+  } finally {
+    await stack.close();
+  }
+}
+
 async function allEventsDone(stack: Stack): Promise<boolean> {
   const { rows } = await stack.deps.pool.query<{ n: number }>(`select count(*)::int as n from oura.webhook_events where status <> 'done'`);
   return rows[0]!.n === 0;
@@ -44,25 +64,13 @@ async function stop(child: ReturnType<Stack['spawnProcess']>, signal: NodeJS.Sig
 describe('durability: an acknowledged event is never lost', () => {
   test('a worker killed with kill -9 mid-batch loses nothing', async () => {
     // Slow budget (2 requests/s) so the kill lands while jobs are in flight.
-    const stack = await startStack({
-      label: 'kill9',
-      inProcessWorker: false,
-      env: { OURA_APP_RATE_LIMIT: '4/2', JOB_LOCK_MS: '2000' },
-    });
-    try {
-      await stack.subscribeAll(TYPES);
-      const userId = await stack.connectUser();
-      const docs = await createDocs(stack, userId);
+    await afterDamage('kill9', { OURA_APP_RATE_LIMIT: '4/2', JOB_LOCK_MS: '2000' }, async (stack, docs) => {
       const first = stack.spawnProcess('worker');
       await eventually('a few documents stored', async () => (await storedCount(stack, docs)) >= 2, { timeoutMs: 20_000 });
       assert.ok((await storedCount(stack, docs)) < docs.length, 'killed mid-batch');
       await stop(first, 'SIGKILL');
       stack.spawnProcess('worker');
-      await eventually('every document stored', async () => (await storedCount(stack, docs)) === docs.length, { timeoutMs: 40_000 });
-      await eventually('every event done', () => allEventsDone(stack));
-    } finally {
-      await stack.close();
-    }
+    });
   });
 
   test('Redis losing its data after acknowledgement (FLUSHDB) loses nothing', async () => {
@@ -70,15 +78,7 @@ describe('durability: an acknowledged event is never lost', () => {
     // A Redis database of its own, so the flush touches nothing else.
     const url = new URL(redisUrl);
     url.pathname = '/7';
-    const stack = await startStack({
-      label: 'flush',
-      inProcessWorker: false,
-      env: { REDIS_URL: url.toString(), SWEEP_GRACE_S: '2' },
-    });
-    try {
-      await stack.subscribeAll(TYPES);
-      const userId = await stack.connectUser();
-      const docs = await createDocs(stack, userId);
+    await afterDamage('flush', { REDIS_URL: url.toString(), SWEEP_GRACE_S: '2' }, async (stack, docs) => {
       const { rows } = await stack.deps.pool.query<{ n: number }>(`select count(*)::int as n from oura.webhook_events where status = 'queued'`);
       assert.equal(rows[0]!.n, docs.length, 'acknowledged and recorded');
       const r = new Redis(url.toString());
@@ -86,52 +86,33 @@ describe('durability: an acknowledged event is never lost', () => {
       assert.equal(await r.dbsize(), 0);
       await r.quit();
       stack.spawnProcess('worker');
-      await eventually('every document stored', async () => (await storedCount(stack, docs)) === docs.length, { timeoutMs: 30_000 });
-      await eventually('every event done', () => allEventsDone(stack));
-    } finally {
-      await stack.close();
-    }
+    });
   });
 
   test('a Postgres outage makes jobs retry, and they land once it is back', async () => {
-    const stack = await startStack({
-      label: 'pgdown',
-      inProcessWorker: false,
-      env: { JOB_BACKOFF_MS: '300', JOB_ATTEMPTS: '10' },
-    });
     const { adminDatabaseUrl } = await getServices();
     const admin = new pg.Client({ connectionString: adminDatabaseUrl });
     await admin.connect();
     try {
-      await stack.subscribeAll(TYPES);
-      const userId = await stack.connectUser();
-      const docs = await createDocs(stack, userId);
-      // Outage of this test's database only: no new connections, existing ones cut.
-      await admin.query(`alter database ${stack.db.name} allow_connections false`);
-      await admin.query(`select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()`, [stack.db.name]);
-      const worker = stack.spawnProcess('worker');
-      await new Promise((r) => setTimeout(r, 3000));
-      assert.equal(worker.exitCode, null, 'the worker survives the outage');
-      await admin.query(`alter database ${stack.db.name} allow_connections true`);
-      await eventually('every document stored', async () => (await storedCount(stack, docs)) === docs.length, { timeoutMs: 40_000 });
-      await eventually('every event done', () => allEventsDone(stack));
+      await afterDamage('pgdown', { JOB_BACKOFF_MS: '300', JOB_ATTEMPTS: '10' }, async (stack) => {
+        try {
+          // Outage of this test's database only: no new connections, existing ones cut.
+          await admin.query(`alter database ${stack.db.name} allow_connections false`);
+          await admin.query(`select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()`, [stack.db.name]);
+          const worker = stack.spawnProcess('worker');
+          await new Promise((r) => setTimeout(r, 3000));
+          assert.equal(worker.exitCode, null, 'the worker survives the outage');
+        } finally {
+          await admin.query(`alter database ${stack.db.name} allow_connections true`);
+        }
+      });
     } finally {
-      await admin.query(`alter database ${stack.db.name} allow_connections true`).catch(() => {});
       await admin.end();
-      await stack.close();
     }
   });
 
   test('SIGTERM: worker and api stop taking work, finish in flight and exit 0; nothing is lost', async () => {
-    const stack = await startStack({
-      label: 'sigterm',
-      inProcessWorker: false,
-      env: { OURA_APP_RATE_LIMIT: '4/2', JOB_LOCK_MS: '2000' },
-    });
-    try {
-      await stack.subscribeAll(TYPES);
-      const userId = await stack.connectUser();
-      const docs = await createDocs(stack, userId);
+    await afterDamage('sigterm', { OURA_APP_RATE_LIMIT: '4/2', JOB_LOCK_MS: '2000' }, async (stack, docs) => {
       const worker = stack.spawnProcess('worker');
       await eventually('work in flight', async () => (await storedCount(stack, docs)) >= 1, { timeoutMs: 20_000 });
       const t0 = Date.now();
@@ -143,10 +124,6 @@ describe('durability: an acknowledged event is never lost', () => {
       assert.equal(await stop(api, 'SIGTERM'), 0);
       await assert.rejects(fetch(`http://127.0.0.1:${port}/healthz`), 'the api no longer listens');
       stack.spawnProcess('worker');
-      await eventually('every document stored', async () => (await storedCount(stack, docs)) === docs.length, { timeoutMs: 40_000 });
-      await eventually('every event done', () => allEventsDone(stack));
-    } finally {
-      await stack.close();
-    }
+    });
   });
 });
