@@ -45,7 +45,8 @@ import { runMigrations } from '../src/db/migrate.js';
 import { createUsersRepo } from '../src/db/users.js';
 import { DOCUMENT_TYPES } from '../src/oura/registry.js';
 import { INTAKE_QUEUE, type IntakeJob } from '../src/workers/queues.js';
-import { eventually, freePort, machineCpu, processCpuS, repoRoot } from './stack.js';
+import { clearPrefix } from '../test/helpers/env.js';
+import { eventually, freePort, machineCpu, processCpuS, repoRoot, stopChild } from './stack.js';
 
 // ---------------------------------------------------------------- options
 
@@ -171,18 +172,6 @@ function spawnChild(role: string, args: string[], env: Record<string, string>): 
     if (code || (signal && signal !== 'SIGTERM')) log(`${role} ${child.pid} exited ${code ?? signal}: ${stderr}`);
   });
   return { child, stderr: () => stderr };
-}
-
-async function stopChild({ child }: Child): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  await new Promise<void>((resolve) => {
-    const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    child.once('exit', () => {
-      clearTimeout(kill);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
 }
 
 // ---------------------------------------------------------------- load
@@ -478,13 +467,8 @@ async function run() {
   const queue = new Queue<IntakeJob>(INTAKE_QUEUE, { connection: redis, prefix });
   cleanups.push(async () => {
     await queue.close();
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) await redis.del(...keys);
-    } while (cursor !== '0');
     await redis.quit();
+    await clearPrefix(redisUrl, prefix);
   });
 
   // The api, as deployed; no worker, so the intake jobs stay in their queue to be counted.
@@ -505,7 +489,7 @@ async function run() {
     LOG_LEVEL: logLevel,
     ...(built ? { NODE_ENV: 'production' } : {}),
   });
-  cleanups.push(() => stopChild(api));
+  cleanups.push(() => stopChild(api.child));
   await eventually('api /readyz', async () => (await fetch(`${apiUrl}/readyz`)).status === 200, { timeoutMs: 60_000, intervalMs: 200 });
   log(`api ${api.child.pid} ready on ${apiUrl} (database ${dbName}, prefix ${prefix}, ${userCount} users, LOG_LEVEL ${logLevel})`);
 
@@ -516,7 +500,7 @@ async function run() {
     PORT: String(barePort),
     OURA_CLIENT_SECRET: SECRETS.OURA_CLIENT_SECRET,
   });
-  cleanups.push(() => stopChild(bare));
+  cleanups.push(() => stopChild(bare.child));
   await eventually('bare server', async () => (await fetch(`${bareUrl}/readyz`)).status === 200, { timeoutMs: 30_000, intervalMs: 100 });
   log(`bare server ${bare.child.pid} ready on ${bareUrl}`);
 
@@ -540,7 +524,7 @@ async function run() {
   }
   const apiResult = pooled('api', apiRounds, api.child.pid);
   const bareResult = pooled('bare', bareRounds, bare.child.pid);
-  await stopChild(bare);
+  await stopChild(bare.child);
 
   // Requests in flight when the load stopped may still be recorded; let them land.
   await new Promise((r) => setTimeout(r, 1000));
@@ -568,7 +552,7 @@ async function run() {
     jobs: intakeJobs.length,
     queuedEvents: queuedIds.size,
   };
-  await stopChild(api);
+  await stopChild(api.child);
 
   return { apiResult, bareResult, verification };
 }

@@ -21,6 +21,7 @@ import { createDeps } from '../src/deps.js';
 import { buildApp } from '../src/server/app.js';
 import { startSimulator } from '../src/sim/index.js';
 import { EVENTS_QUEUE } from '../src/workers/queues.js';
+import { clearPrefix } from '../test/helpers/env.js';
 import { eventually, freePort } from '../test/helpers/util.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -34,6 +35,19 @@ const SECRETS = {
 };
 
 export { eventually, freePort };
+
+/** SIGTERM, and SIGKILL if the process has not exited after `graceMs`. */
+export async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  await new Promise<void>((resolve) => {
+    const kill = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    child.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
 
 /** A `--limit N/W` option. */
 export function parseLimit(s: string, name: string): RateLimit {
@@ -110,13 +124,9 @@ export async function startBenchStack(opts: BenchStackOptions) {
 
     const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: 2 });
     cleanups.push(async () => {
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-        cursor = next;
-        if (keys.length) await redis.del(...keys);
-      } while (cursor !== '0');
       await redis.quit();
+      await clearPrefix(opts.redisUrl, prefix);
+      await clearPrefix(opts.redisUrl, `${prefix}-setup`);
     });
 
     // The simulator: Oura. No limit while users connect; the budget is set before the traces.
@@ -150,21 +160,7 @@ export async function startBenchStack(opts: BenchStackOptions) {
     };
 
     const children: Array<{ role: string; child: ChildProcess; stderr: () => string }> = [];
-    cleanups.push(async () => {
-      await Promise.all(
-        children.map(({ child }) => {
-          if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-          return new Promise<void>((resolve) => {
-            const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
-            child.once('exit', () => {
-              clearTimeout(kill);
-              resolve();
-            });
-            child.kill('SIGTERM');
-          });
-        }),
-      );
-    });
+    cleanups.push(() => Promise.all(children.map(({ child }) => stopChild(child))));
     function spawnProcess(mode: 'api' | 'worker', extra: Record<string, string> = {}) {
       const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/main.ts'), mode], {
         cwd: repoRoot,

@@ -32,6 +32,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { stopChild } from '../bench/stack.js';
 import { canonical, percentile } from '../bench/stats.js';
 import { morningSync, play, type PlayResult } from '../bench/trace.js';
 import { syncAppSubscriptions } from '../src/admin/subscriptions.js';
@@ -257,19 +258,7 @@ async function cleanup(): Promise<void> {
 
 /** Stops the service processes as an operator would: SIGTERM, then they drain and exit 0. */
 async function stopChildren(): Promise<void> {
-  await Promise.all(
-    children.map(({ child }) => {
-      if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-      return new Promise<void>((resolve) => {
-        const kill = setTimeout(() => child.kill('SIGKILL'), 15_000);
-        child.once('exit', () => {
-          clearTimeout(kill);
-          resolve();
-        });
-        child.kill('SIGTERM');
-      });
-    }),
-  );
+  await Promise.all(children.map(({ child }) => stopChild(child, 15_000)));
 }
 
 /** Throws when a service process died: the demo cannot go on without it. */
