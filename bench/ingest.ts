@@ -46,7 +46,7 @@ import { createUsersRepo } from '../src/db/users.js';
 import { DOCUMENT_TYPES } from '../src/oura/registry.js';
 import { INTAKE_QUEUE, type IntakeJob } from '../src/workers/queues.js';
 import { clearPrefix } from '../test/helpers/env.js';
-import { eventually, freePort, machineCpu, processCpuS, repoRoot, stopChild } from './stack.js';
+import { eventually, freePort, machineCpu, processCpuS, repoRoot, SECRETS, stopChild } from './stack.js';
 
 // ---------------------------------------------------------------- options
 
@@ -102,13 +102,6 @@ const BUILD_DIR = path.join(repoRoot, 'node_modules/.cache/bench-ingest');
 
 const TARGETS = { ratio: 0.5, p99Ms: 50, rssBytes: 150e6 };
 
-const SECRETS = {
-  OURA_CLIENT_ID: 'bench-client-id',
-  OURA_CLIENT_SECRET: 'bench-client-secret-0123456789',
-  OURA_WEBHOOK_VERIFICATION_TOKEN: 'bench-verification-token',
-  TOKEN_ENCRYPTION_KEY: Buffer.alloc(32, 9).toString('base64'),
-  ADMIN_TOKEN: 'bench-admin-token-0123456789',
-};
 
 const log = (msg: string) => process.stderr.write(`[bench:ingest ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 

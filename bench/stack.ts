@@ -22,11 +22,11 @@ import { buildApp } from '../src/server/app.js';
 import { startSimulator } from '../src/sim/index.js';
 import { EVENTS_QUEUE } from '../src/workers/queues.js';
 import { clearPrefix } from '../test/helpers/env.js';
-import { eventually, freePort } from '../test/helpers/util.js';
+import { eventually, freePort, simJsonClient } from '../test/helpers/util.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-const SECRETS = {
+export const SECRETS = {
   OURA_CLIENT_ID: 'bench-client-id',
   OURA_CLIENT_SECRET: 'bench-client-secret-0123456789',
   OURA_WEBHOOK_VERIFICATION_TOKEN: 'bench-verification-token',
@@ -233,16 +233,7 @@ export async function startBenchStack(opts: BenchStackOptions) {
       return ids;
     }
 
-    async function simJson(method: string, route: string, body?: unknown): Promise<any> {
-      const res = await fetch(`${sim.url}${route}`, {
-        method,
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      const text = await res.text();
-      if (res.status >= 400) throw new Error(`sim ${method} ${route} → ${res.status}: ${text}`);
-      return text ? JSON.parse(text) : null;
-    }
+    const simJson = simJsonClient(sim.url);
 
     /** One subscription per (event_type, data_type), verified by the simulator against the api process. */
     async function subscribeAll(dataTypes: readonly string[]): Promise<void> {

@@ -37,7 +37,7 @@ import { canonical, percentile } from '../bench/stats.js';
 import { morningSync, play, type PlayResult } from '../bench/trace.js';
 import { syncAppSubscriptions } from '../src/admin/subscriptions.js';
 import { loadConfig } from '../src/config.js';
-import { freePort } from '../test/helpers/util.js';
+import { freePort, simJsonClient } from '../test/helpers/util.js';
 import { createPool } from '../src/db/index.js';
 import { runMigrations } from '../src/db/migrate.js';
 import { createDeps, type Deps } from '../src/deps.js';
@@ -345,16 +345,7 @@ async function main(): Promise<number> {
     appLimit: RATE_LIMIT,
   });
   cleanups.push(() => sim.close());
-  async function simJson(method: string, route: string, body?: unknown): Promise<any> {
-    const res = await fetch(`${sim.url}${route}`, {
-      method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    if (res.status >= 400) throw new Error(`simulator ${method} ${route} → ${res.status}: ${text.slice(0, 300)}`);
-    return text ? JSON.parse(text) : null;
-  }
+  const simJson = simJsonClient(sim.url);
   step(`Oura simulator on ${sim.url} (app limit ${RATE_LIMIT.limit}/${RATE_LIMIT.windowS} s)`);
 
   // -- the service: one api process and one worker process, as deployed

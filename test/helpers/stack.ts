@@ -8,7 +8,7 @@ import { createLogger } from '../../src/logger.js';
 import { buildApp } from '../../src/server/app.js';
 import { startSimulator, type SimOptions } from '../../src/sim/index.js';
 import { startWorkers } from '../../src/workers/index.js';
-import { eventually, freePort } from './util.js';
+import { eventually, freePort, simJsonClient } from './util.js';
 import { clearPrefix, createTestDatabase, getServices, TEST_SECRETS, testConfig, uniquePrefix, type TestDatabase } from './env.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -77,16 +77,7 @@ export async function startStack(
   const workers = opts.inProcessWorker === false ? null : startWorkers(deps);
   const children: ChildProcess[] = [];
 
-  async function simJson(method: string, route: string, body?: unknown) {
-    const res = await fetch(`${sim.url}${route}`, {
-      method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    if (res.status >= 400) throw new Error(`sim ${method} ${route} → ${res.status}: ${text}`);
-    return text ? JSON.parse(text) : null;
-  }
+  const simJson = simJsonClient(sim.url);
 
   async function connectUser(simUser?: string): Promise<string> {
     const start = await fetch(`${apiUrl}/oauth/start`, { redirect: 'manual' });

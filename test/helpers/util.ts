@@ -1,5 +1,22 @@
 import { createServer } from 'node:net';
 
+/**
+ * A JSON client for the simulator's routes (its `/_sim` control API and its
+ * Oura routes): the parsed body, or an error naming the route and the answer.
+ */
+export function simJsonClient(simUrl: string) {
+  return async function simJson(method: string, route: string, body?: unknown): Promise<any> {
+    const res = await fetch(`${simUrl}${route}`, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    if (res.status >= 400) throw new Error(`simulator ${method} ${route} → ${res.status}: ${text.slice(0, 300)}`);
+    return text ? JSON.parse(text) : null;
+  };
+}
+
 /** A TCP port free on 127.0.0.1 right now. */
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
