@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { isDeepStrictEqual } from 'node:util';
+import { pino } from 'pino';
 import { DOCUMENT_TYPES, TIME_SERIES, documentTypes } from '../src/oura/registry.js';
 import { backfillRange, isoDay, reconcileUser, SERIES_WINDOW_DAYS } from '../src/workers/backfill.js';
 import { reconcileTickTask } from '../src/workers/reconcile-tick.js';
@@ -220,5 +221,28 @@ describe('reconciliation', () => {
     await eventually('reconciled document stored', async () =>
       (await stack.deps.pool.query('select 1 from oura.daily_readiness where id = $1', [created.id])).rowCount === 1,
     );
+  });
+
+  test('the tick warns when the newest webhook is older than SILENCE_ALERT_S while users are active', async () => {
+    const { id: simUser } = await stack.simJson('POST', '/_sim/users', { historyDays: 1 });
+    await stack.connectUser(simUser);
+    const warnings: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line).msg) });
+    const tick = reconcileTickTask(stack.deps);
+    const record = (receivedAgo: string) =>
+      stack.deps.pool.query(
+        `insert into oura.webhook_events (dedupe_key, event_type, data_type, object_id, user_id, event_time, received_at, status)
+         values (md5(random()::text), 'update', 'daily_sleep', 'x', $1, now(), now() - $2::interval, 'done')`,
+        [simUser, receivedAgo],
+      );
+    const silent = () => warnings.filter((m) => m.startsWith('no webhook received')).length;
+
+    await record('2 days');
+    await tick.run(stack.deps, log);
+    assert.equal(silent(), 1, 'two days of silence against the default SILENCE_ALERT_S of one day');
+    // The newest delivery is the one that counts, whatever came before it.
+    await record('0 seconds');
+    await tick.run(stack.deps, log);
+    assert.equal(silent(), 1, 'no warning once a webhook arrived');
   });
 });
