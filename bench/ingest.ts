@@ -14,11 +14,11 @@
  * The api runs as the Docker image runs it: compiled by tsc, `node main.js
  * api` with NODE_ENV=production (with --tsx: `node --import tsx src/main.ts
  * api`, the development loader, which costs ~35 MB of RSS), on a fresh database (migrated) and a fresh Redis key prefix, with connected users so
- * every event is accepted: recorded in Postgres and queued in BullMQ before
- * the 200 (one intake job per batch, naming the batch's event ids). No worker
- * runs, so every intake job is still waiting afterwards and is checked there:
- * each event answered 2xx must be a row of oura.webhook_events (status
- * queued) and named by an intake job.
+ * every event is accepted: committed to Postgres before the 200 and queued in
+ * BullMQ right after (intake jobs naming the event ids committed meanwhile).
+ * No worker runs, so every intake job is still waiting afterwards and is
+ * checked there, a second after the load: each event answered 2xx must be a
+ * row of oura.webhook_events (status queued) and named by an intake job.
  *
  * Prints req/s, p50, p99, non-2xx and errors for both, their ratio, and the
  * api's peak RSS (sampled from /proc every 50 ms during the load, and the
@@ -587,7 +587,7 @@ function report(apiR: LoadResult, bareR: LoadResult, v: Verification): string {
     row('RSS high-water mark, process life (VmHWM)', mb(apiR.hwm), mb(bareR.hwm)),
     row('CPU cores: server / autocannon / Postgres / Redis / rest (machine busy)', cpuCell(apiR, m.cores), cpuCell(bareR, m.cores)),
     '',
-    `Every event answered 2xx, checked afterwards: ${v.answeredRecordedQueued} / ${v.answered} are rows of oura.webhook_events with status \`queued\`, ${v.answeredWithJob} / ${v.answered} are named by a job of the \`${INTAKE_QUEUE}\` queue (api outcomes: ${Object.entries(apiR.outcomes).map(([k, n]) => `${n} ${k}`).join(', ') || 'none'}). Recorded but not answered (in flight when the load stopped): ${v.recordedNotAnswered}; rows ${v.recorded}, events queued ${v.queuedEvents}, in ${v.jobs} intake jobs (${(v.queuedEvents / Math.max(1, v.jobs)).toFixed(1)} per batch).`,
+    `Every event answered 2xx, checked afterwards: ${v.answeredRecordedQueued} / ${v.answered} are rows of oura.webhook_events with status \`queued\`, ${v.answeredWithJob} / ${v.answered} are named by a job of the \`${INTAKE_QUEUE}\` queue (api outcomes: ${Object.entries(apiR.outcomes).map(([k, n]) => `${n} ${k}`).join(', ') || 'none'}). Recorded but not answered (in flight when the load stopped): ${v.recordedNotAnswered}; rows ${v.recorded}, events queued ${v.queuedEvents}, in ${v.jobs} intake jobs (${(v.queuedEvents / Math.max(1, v.jobs)).toFixed(1)} per job).`,
     '',
     verdict(ratio >= TARGETS.ratio, `throughput ≥ ${TARGETS.ratio} × bare: ${ratio.toFixed(3)}`),
     verdict(apiR.p99Ms <= TARGETS.p99Ms, `p99 ≤ ${TARGETS.p99Ms} ms: ${ms(apiR.p99Ms)}`),

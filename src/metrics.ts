@@ -61,6 +61,11 @@ export function createMetrics() {
     labelNames: ['outcome'] as const,
     registers: [registry],
   });
+  const unqueued = new Counter({
+    name: 'oura_ingest_webhook_events_unqueued_total',
+    help: 'Recorded webhook events the api could not queue (Redis failed or fell behind); the sweeper queues them after SWEEP_GRACE_S',
+    registers: [registry],
+  });
   const ingestLatency = new Histogram({
     name: 'oura_ingest_ingest_latency_seconds',
     help: 'Webhook received → its document written (or removed) in Postgres',
@@ -80,7 +85,7 @@ export function createMetrics() {
     buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
     registers: [registry],
   });
-  return { registry, ingestLatency, jobs, jobDuration, ouraRequests, eventsProcessed, eventRequests, rateLimited, limiterWait, tokenRefreshes, deliveries };
+  return { registry, ingestLatency, jobs, jobDuration, ouraRequests, eventsProcessed, eventRequests, rateLimited, limiterWait, tokenRefreshes, deliveries, unqueued };
 }
 export type Metrics = ReturnType<typeof createMetrics>;
 

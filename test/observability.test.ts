@@ -20,6 +20,7 @@ const FAMILIES = [
   'oura_ingest_backfills_running',
   'oura_ingest_events_per_request',
   'oura_ingest_seconds_since_last_webhook',
+  'oura_ingest_webhook_events_unqueued_total',
 ];
 
 /** `name{labels} value` samples of one family. */

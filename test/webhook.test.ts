@@ -88,7 +88,7 @@ describe('webhook endpoint', () => {
     assert.equal(missing.statusCode, 401);
   });
 
-  test('a signed event is recorded and queued before the 2xx; a retry of it is a duplicate', async () => {
+  test('a signed event is recorded before the 2xx and queued right after; a retry of it is a duplicate', async () => {
     const before = await counts();
     const body = JSON.stringify(event());
     const res = await app.inject({ method: 'POST', url: '/webhooks/oura', payload: body, headers: signed(body, { upper: true }) });
@@ -97,12 +97,13 @@ describe('webhook endpoint', () => {
     const id = res.json().event_id as number;
     const row = await deps.events.get(id);
     assert.equal(row?.status, 'queued');
-    assert.ok((await intake()).eventIds.has(id), 'its id queued for the workers');
+    await eventually('its id queued for the workers', async () => (await intake()).eventIds.has(id));
 
     const again = await app.inject({ method: 'POST', url: '/webhooks/oura', payload: body, headers: signed(body) });
     assert.equal(again.statusCode, 200);
     assert.equal(again.json().status, 'duplicate');
     assert.equal(again.json().event_id, id);
+    await eventually('the repeat passed on', async () => (await intake()).repeats.length > 0);
     const after = await counts();
     assert.equal(after.events, before.events + 1);
     assert.equal(after.queuedEvents, before.queuedEvents + 1, 'one event queued');
@@ -149,14 +150,15 @@ describe('webhook endpoint', () => {
       assert.equal(new Set(ids).size, 50, 'repeats share their event');
       assert.equal(responses.filter((r) => r.json().status === 'accepted').length, 50);
       assert.equal(responses.filter((r) => r.json().status === 'duplicate').length, 10);
-      const queued = await intake();
-      for (const id of new Set(ids)) {
-        assert.equal((await deps.events.get(id))?.status, 'queued');
-        assert.ok(queued.eventIds.has(id), `event ${id} queued`);
-      }
+      for (const id of new Set(ids)) assert.equal((await deps.events.get(id))?.status, 'queued');
+      const queued = await eventually('every event queued', async () => {
+        const q = await intake();
+        return ids.every((id) => q.eventIds.has(id)) && q;
+      });
       assert.ok(statements < 10, `60 deliveries took ${statements} statements`);
-      // One intake job (one Redis command) per statement.
-      assert.equal(queued.jobs - intakeBefore.jobs, statements);
+      // At most one intake job (one Redis command) per statement: what committed meanwhile shares one.
+      const jobs = queued.jobs - intakeBefore.jobs;
+      assert.ok(jobs >= 1 && jobs <= statements, `${jobs} intake jobs for ${statements} statements`);
     } finally {
       deps.events.recordDeliveries = original;
     }
@@ -259,7 +261,7 @@ describe('intake: from accepted batches to per-event jobs', () => {
 });
 
 describe('webhook endpoint with a store down', () => {
-  test('Redis unreachable → 503, never a 2xx', async () => {
+  test('Redis unreachable: a delivery is still acknowledged once recorded, and left queued for the sweeper', async () => {
     const db = await createTestDatabase('webhook_redis_down');
     const deps = createDeps(testConfig({ DATABASE_URL: db.url, REDIS_URL: 'redis://127.0.0.1:1' }), { prefix: uniquePrefix('down') });
     const app = await buildApp(deps);
@@ -267,8 +269,11 @@ describe('webhook endpoint with a store down', () => {
       await connectKnownUser(deps);
       const body = JSON.stringify(event());
       const res = await app.inject({ method: 'POST', url: '/webhooks/oura', payload: body, headers: signed(body) });
-      assert.equal(res.statusCode, 503, res.body);
-      assert.equal(res.json().code, 'queue_unavailable');
+      assert.equal(res.statusCode, 200, res.body);
+      assert.equal(res.json().status, 'accepted');
+      // Durable in Postgres and still `queued`: the sweeper queues it once Redis answers.
+      assert.equal((await deps.events.get(res.json().event_id))?.status, 'queued');
+      await eventually('counted as not queued', async () => (await deps.metrics.unqueued.get()).values[0]?.value === 1, { timeoutMs: 10_000 });
       const ready = await app.inject({ url: '/readyz' });
       assert.equal(ready.statusCode, 503);
     } finally {

@@ -77,6 +77,7 @@ export async function buildApp(deps: Deps, opts: { trustProxy?: boolean } = {}):
     users: deps.users,
     intake: deps.intakeQueue,
     onDelivery: (outcome) => deps.metrics.deliveries.inc({ outcome }),
+    onUnqueued: (events) => deps.metrics.unqueued.inc(events),
   });
   await app.register(oauthRoutes, {
     clientId: deps.config.OURA_CLIENT_ID,

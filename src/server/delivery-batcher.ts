@@ -16,32 +16,50 @@ export interface DeliveryBatcherOptions {
   /** Most deliveries written by one statement. */
   maxBatch?: number;
   /**
-   * Batches being written at once (default 2): while one is being queued in
-   * Redis or waits on Postgres, the next is written. More only split the same
-   * deliveries into smaller batches: bench:ingest measured 2 ahead of 3 and 4.
+   * Statements being written at once (default 1): deliveries arriving while
+   * one is written wait for the next, which takes them all. bench:ingest
+   * measured 1 ahead of 2 and 3 (BENCHMARKS.md).
    */
   maxInFlight?: number;
-  /** Bounds how long a batch may wait on Redis before its deliveries get 503. */
+  /** Bounds how long queueing may wait on Redis before its events are left to the sweeper. */
   queueTimeoutMs?: number;
+  /** Most recorded events waiting to be queued; beyond it they are left to the sweeper. */
+  maxUnqueued?: number;
+  /** Most event ids in one intake job. */
+  maxIdsPerJob?: number;
   onError?: (stage: 'database' | 'queue', err: Error) => void;
+  /** Recorded events not queued here (Redis failed or fell behind): the sweeper queues them. */
+  onUnqueued?: (events: number) => void;
 }
 
 /**
  * Group commit for the webhook's acceptance path. Deliveries that arrive
- * together form a batch; each batch is one Postgres statement and one Redis
- * command (one intake job carrying the batch's event ids, which a worker
- * expands into per-event jobs), with up to `maxInFlight` batches written at
- * once. Every delivery is answered only once its own event is recorded and
- * queued; if either store fails, every delivery of that batch gets the error
- * (503), and Oura retries them.
+ * together form a batch, written by one Postgres statement; every delivery
+ * is answered as soon as that statement has committed, so an acknowledged
+ * event is durable. If Postgres fails, every delivery of the batch gets a
+ * 503 and Oura retries it.
+ *
+ * Queueing follows the commit, off the response path: the event ids of
+ * whatever batches committed meanwhile go to Redis in one intake job (one
+ * command; a worker expands it into per-event jobs), one job at a time. If
+ * Redis fails or falls `maxUnqueued` events behind, those events stay
+ * `queued` in Postgres and the sweeper queues them after SWEEP_GRACE_S, as
+ * it does after a crash between the two steps.
  */
 export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
   const maxBatch = opts.maxBatch ?? 500;
-  const maxInFlight = opts.maxInFlight ?? 2;
+  const maxInFlight = opts.maxInFlight ?? 1;
   const queueTimeoutMs = opts.queueTimeoutMs ?? 3000;
+  const maxUnqueued = opts.maxUnqueued ?? 50_000;
+  const maxIdsPerJob = opts.maxIdsPerJob ?? 1000;
   let waiting: Pending[] = [];
   let inFlight = 0;
   let scheduled = false;
+  // Committed, not yet queued: new events, and repeats of recorded ones (rare: Oura retrying).
+  let unqueued: number[] = [];
+  let repeats = new Set<number>();
+  let draining = false;
+  let drained: Promise<void> = Promise.resolve();
 
   function schedule(): void {
     if (scheduled || waiting.length === 0 || inFlight >= maxInFlight) return;
@@ -68,40 +86,64 @@ export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
         for (const p of batch) p.reject(e);
         return;
       }
-      try {
-        const eventIds: number[] = [];
-        const repeats = new Set<number>();
-        for (const r of recorded) {
-          if (r.status !== 'queued') continue;
-          if (r.inserted) eventIds.push(r.id);
-          // Repeats of recorded events (rare: Oura retrying): make sure a job will run.
-          else repeats.add(r.id);
-        }
-        if (eventIds.length > 0 || repeats.size > 0) {
-          await withTimeout(opts.intake.add('deliveries', { eventIds, repeats: [...repeats] }), queueTimeoutMs, 'queueing');
-        }
-      } catch (err) {
-        // The events are recorded (the sweeper will queue them), but only what is
-        // queued is acknowledged: Oura retries a 503.
-        opts.onError?.('queue', err as Error);
-        const e = new AppError('queue_unavailable', 'queue unavailable; retry later');
-        for (const p of batch) p.reject(e);
-        return;
-      }
       batch.forEach((p, i) => p.resolve(recorded[i]!));
+      toQueue(recorded);
     } finally {
       inFlight--;
       schedule();
     }
   }
 
+  function toQueue(recorded: RecordedEvent[]): void {
+    let dropped = 0;
+    for (const r of recorded) {
+      if (r.status !== 'queued') continue;
+      if (unqueued.length + repeats.size >= maxUnqueued) dropped++;
+      else if (r.inserted) unqueued.push(r.id);
+      // A repeat makes sure a job will run (and follows one that is running).
+      else repeats.add(r.id);
+    }
+    if (dropped > 0) opts.onUnqueued?.(dropped);
+    if (!draining) {
+      draining = true;
+      drained = drainQueue();
+    }
+  }
+
+  async function drainQueue(): Promise<void> {
+    try {
+      while (unqueued.length > 0 || repeats.size > 0) {
+        const eventIds = unqueued.slice(0, maxIdsPerJob);
+        unqueued = unqueued.slice(eventIds.length);
+        const again = [...repeats];
+        repeats = new Set();
+        try {
+          await withTimeout(opts.intake.add('deliveries', { eventIds, repeats: again }), queueTimeoutMs, 'queueing');
+        } catch (err) {
+          opts.onError?.('queue', err as Error);
+          opts.onUnqueued?.(eventIds.length + again.length);
+        }
+      }
+    } finally {
+      // Set in the same turn as the last check above, so no event is left behind.
+      draining = false;
+    }
+  }
+
   return {
-    /** Records and queues one delivery together with whatever arrives alongside it. */
+    /**
+     * Records one delivery together with whatever arrives alongside it;
+     * resolves once it is committed (its queueing follows).
+     */
     submit(event: IncomingEvent, supported: boolean): Promise<RecordedEvent> {
       return new Promise((resolve, reject) => {
         waiting.push({ event, supported, resolve, reject });
         schedule();
       });
+    },
+    /** Waits for the events already committed to be queued (at most a timeout per job). */
+    async drain(): Promise<void> {
+      while (draining) await drained;
     },
   };
 }

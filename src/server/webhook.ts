@@ -29,9 +29,11 @@ export interface WebhookDeps {
   /** Where each user's last_webhook_at is kept. */
   users: Pick<UsersRepo, 'touchWebhooks'>;
   intake: IntakeQueue;
-  /** Bounds how long a delivery may wait on Redis before we answer 503. */
+  /** Bounds how long queueing may wait on Redis before its events are left to the sweeper. */
   queueTimeoutMs?: number;
   onDelivery?: (outcome: string) => void;
+  /** Recorded events this api could not queue; the sweeper queues them. */
+  onUnqueued?: (events: number) => void;
 }
 
 /** What a delivery gets back (serialized by a compiled schema). */
@@ -53,10 +55,17 @@ export async function webhookRoutes(app: FastifyInstance, deps: WebhookDeps) {
     events: deps.events,
     intake: deps.intake,
     queueTimeoutMs: deps.queueTimeoutMs ?? 3000,
-    onError: (stage, err) => app.log.error({ stage, err: { message: err.message } }, 'could not accept webhook deliveries'),
+    onError: (stage, err) =>
+      stage === 'database'
+        ? app.log.error({ stage, err: { message: err.message } }, 'could not record webhook deliveries; answered 503')
+        : app.log.error({ stage, err: { message: err.message } }, 'could not queue recorded webhook events; the sweeper will'),
+    onUnqueued: deps.onUnqueued,
   });
   const activity = createWebhookActivity(deps.users, app.log);
-  app.addHook('onClose', () => activity.close());
+  app.addHook('onClose', async () => {
+    await batcher.drain();
+    await activity.close();
+  });
   const refuse = (code: Parameters<typeof deps.onDelivery & {}>[0], err: AppError) => {
     deps.onDelivery?.(`refused_${code}`);
     app.log.warn({ code: err.code, reason: code }, 'webhook delivery refused');
