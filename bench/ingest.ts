@@ -11,8 +11,8 @@
  * that whatever else the machine does meets both alike. Figures are pooled
  * over the rounds; each round's req/s is printed too.
  *
- * The api runs as the Docker image runs it: compiled by tsc, `node main.js
- * api` with NODE_ENV=production (with --tsx: `node --import tsx src/main.ts
+ * The api runs as compose runs the image: compiled by tsc, `node main.js
+ * api` with NODE_ENV=production and the api's NODE_OPTIONS (with --tsx: `node --import tsx src/main.ts
  * api`, the development loader, which costs ~35 MB of RSS), on a fresh database (migrated) and a fresh Redis key prefix, with connected users so
  * every event is accepted: committed to Postgres before the 200 and queued in
  * BullMQ right after (intake jobs naming the event ids committed meanwhile).
@@ -39,6 +39,7 @@ import autocannon from 'autocannon';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { parse as parseYaml } from 'yaml';
 import { createTokenCipher, webhookSignature } from '../src/crypto.js';
 import { createDb, createPool } from '../src/db/index.js';
 import { runMigrations } from '../src/db/migrate.js';
@@ -107,10 +108,16 @@ const log = (msg: string) => process.stderr.write(`[bench:ingest ${new Date().to
 
 // ---------------------------------------------------------------- processes
 
-/** The node flags the Docker image sets (`ENV NODE_OPTIONS=…` in the Dockerfile), so the compiled api runs as it ships. */
-function imageNodeOptions(): string[] {
+/**
+ * The node flags the api ships with: the api service's NODE_OPTIONS in
+ * docker-compose.yml, else the image's (`ENV NODE_OPTIONS=…` in the Dockerfile).
+ */
+function apiNodeOptions(): string[] {
+  const compose = parseYaml(readFileSync(path.join(repoRoot, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
+    services?: { api?: { environment?: Record<string, string> } };
+  };
   const dockerfile = readFileSync(path.join(repoRoot, 'Dockerfile'), 'utf8');
-  const value = /^ENV NODE_OPTIONS=("?)(.*)\1\s*$/m.exec(dockerfile)?.[2] ?? '';
+  const value = compose.services?.api?.environment?.NODE_OPTIONS ?? /^ENV NODE_OPTIONS=("?)(.*)\1\s*$/m.exec(dockerfile)?.[2] ?? '';
   return value.split(/\s+/).filter(Boolean);
 }
 
@@ -420,7 +427,7 @@ async function run() {
       if (!existsSync(path.join(BUILD_DIR, 'main.js'))) throw err;
       log('tsc reported errors; running what it emitted');
     }
-    apiArgs = [...imageNodeOptions(), path.join(BUILD_DIR, 'main.js'), 'api'];
+    apiArgs = [...apiNodeOptions(), path.join(BUILD_DIR, 'main.js'), 'api'];
   }
 
   // A fresh database with every migration applied.
@@ -573,7 +580,7 @@ function report(apiR: LoadResult, bareR: LoadResult, v: Verification): string {
     `Run ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC, \`npm run bench:ingest -- --duration ${durationS} --rounds ${rounds} --warmup ${warmupS} --connections ${connections} --users ${userCount} --log-level ${logLevel}${built ? '' : ' --tsx'}${argv['api-node-flags'] ? ` --api-node-flags='${argv['api-node-flags']}'` : ''}\`.`,
     '',
     `Machine: ${m.cpu}, ${m.cores} cores, ${m.ramGiB} GiB RAM, Node ${m.node}, ${m.os}; Postgres, Redis, autocannon and both servers on the same machine; load average ${loadBefore.map((x) => x.toFixed(2)).join(' / ')} (1/5/15 min) before the run. Code: ${codeVersion()}.  `,
-    `api: ${built ? `\`node ${[...imageNodeOptions(), ''].join(' ')}main.js api\` compiled by tsc (NODE_ENV=production and the image's NODE_OPTIONS, as the Docker image runs it)` : '`node --import tsx src/main.ts api`'}, LOG_LEVEL ${logLevel} (stdout to /dev/null), no worker; ${userCount} connected users; every request a distinct, signed \`create\` event. ${rounds} rounds of ${+(durationS / rounds).toFixed(2)} s on each server, alternating (api, then bare), after ${warmupS} s of unmeasured warm-up on each.`,
+    `api: ${built ? `\`node ${[...apiNodeOptions(), ''].join(' ')}main.js api\` compiled by tsc (NODE_ENV=production and the api's NODE_OPTIONS from docker-compose.yml, as compose runs the image)` : '`node --import tsx src/main.ts api`'}, LOG_LEVEL ${logLevel} (stdout to /dev/null), no worker; ${userCount} connected users; every request a distinct, signed \`create\` event. ${rounds} rounds of ${+(durationS / rounds).toFixed(2)} s on each server, alternating (api, then bare), after ${warmupS} s of unmeasured warm-up on each.`,
     '',
     '|  | api `POST /webhooks/oura` | bare `node:http` + HMAC (tsx) | api / bare |',
     '| --- | --- | --- | --- |',

@@ -7,7 +7,8 @@ import { parse } from 'yaml';
 import { Config, loadConfig } from '../src/config.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const compose = parse(readFileSync(path.join(root, 'docker-compose.yml'), 'utf8')) as {
+// Compose resolves YAML merge keys (`<<: *service-env`).
+const compose = parse(readFileSync(path.join(root, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
   services: Record<string, { environment?: Record<string, string>; profiles?: string[]; command?: string[] }>;
 };
 
@@ -36,6 +37,15 @@ test('compose gives api and worker every required variable, valid as the service
   }
   assert.deepEqual(compose.services.api?.command, ['api']);
   assert.deepEqual(compose.services.worker?.command, ['worker']);
+});
+
+test("the api's NODE_OPTIONS in compose keep the image's (setting it replaces the Dockerfile's)", () => {
+  const image = /^ENV NODE_OPTIONS=(.*)$/m.exec(readFileSync(path.join(root, 'Dockerfile'), 'utf8'))?.[1]?.trim();
+  assert.ok(image, 'the Dockerfile sets NODE_OPTIONS');
+  const api = serviceEnv('api').NODE_OPTIONS ?? '';
+  for (const flag of image.split(/\s+/)) assert.ok(api.split(/\s+/).includes(flag), `api NODE_OPTIONS lacks ${flag}`);
+  assert.match(api, /--max-old-space-size=\d+/);
+  assert.equal(serviceEnv('worker').NODE_OPTIONS, undefined, "workers run with the image's flags");
 });
 
 test('values set in the environment reach the services', () => {
