@@ -10,10 +10,11 @@ export const EventJob = z.object({ eventId: z.number().int().positive() });
 export type EventJob = z.infer<typeof EventJob>;
 
 /**
- * Queue between the webhook endpoint and the events queue. Each batch of
- * deliveries the endpoint records (group commit) becomes one job here, so
- * acknowledging a burst costs one small job per batch instead of one per
- * event; a worker expands it into the per-event jobs of EVENTS_QUEUE.
+ * Queue between the webhook endpoint and the events queue. The ids of the
+ * events the endpoint committed since its last job (one batch or several,
+ * at most 1000) become one job here, so a burst costs one small job per
+ * batch at most instead of one per event; a worker expands it into the
+ * per-event jobs of EVENTS_QUEUE.
  */
 export const INTAKE_QUEUE = 'oura-intake';
 
