@@ -68,6 +68,8 @@ export const Config = z
     RECONCILE_DAYS: int(1, 365).default(3),
     /** Every active user is reconciled once per interval, spread over it. */
     RECONCILE_INTERVAL_S: int(60, 30 * 86_400).default(21_600),
+    /** Served and ignored webhook events are deleted this many days after they arrived. */
+    WEBHOOK_EVENTS_RETENTION_DAYS: int(1, 3650).default(30),
     /** No webhook for this long while users are active → warning and metric. */
     SILENCE_ALERT_S: int(60, 30 * 86_400).default(86_400),
     /** Namespace of every Redis key (queues, limiter, locks): lets deployments share one Redis. */

@@ -7,6 +7,7 @@ import { buildApp } from '../src/server/app.js';
 import { Worker } from 'bullmq';
 import { createIntakeWorker } from '../src/workers/intake-worker.js';
 import { EVENTS_QUEUE } from '../src/workers/queues.js';
+import { eventsRetentionTask } from '../src/workers/events-retention.js';
 import { eventually } from './helpers/util.js';
 import { clearPrefix, createTestDatabase, getServices, TEST_SECRETS, testConfig, uniquePrefix, type TestDatabase } from './helpers/env.js';
 
@@ -162,6 +163,26 @@ describe('webhook endpoint', () => {
     } finally {
       deps.events.recordDeliveries = original;
     }
+  });
+
+  test('the retention task deletes served and ignored events older than WEBHOOK_EVENTS_RETENTION_DAYS, and nothing else', async () => {
+    const days = deps.config.WEBHOOK_EVENTS_RETENTION_DAYS;
+    const record = async (status: string, ageDays: number) => {
+      const { rows } = await deps.pool.query<{ id: string }>(
+        `insert into oura.webhook_events (dedupe_key, event_type, data_type, object_id, user_id, event_time, received_at, status)
+         values (md5(random()::text), 'update', 'daily_sleep', 'x', $1, now(), now() - make_interval(days => $2), $3) returning id`,
+        ['user-known', ageDays, status],
+      );
+      return Number(rows[0]!.id);
+    };
+    const old = { done: await record('done', days + 1), ignored: await record('ignored', days + 1), failed: await record('failed', days + 1), parked: await record('parked', days + 1), queued: await record('queued', days + 1) };
+    const recent = await record('done', days - 1);
+    await eventsRetentionTask.run(deps, deps.log);
+    const left = async (id: number) => (await deps.events.get(id)) !== null;
+    assert.equal(await left(old.done), false, 'an old served event is deleted');
+    assert.equal(await left(old.ignored), false, 'an old ignored event is deleted');
+    for (const id of [old.failed, old.parked, old.queued]) assert.ok(await left(id), `event ${id} still waits for work or an operator`);
+    assert.ok(await left(recent), 'a served event within the retention stays');
   });
 
   test('bad signature, stale timestamp, malformed body and oversized body are refused and leave no trace', async () => {

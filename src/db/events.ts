@@ -160,6 +160,21 @@ export function createEventsRepo(db: Db) {
       return rows.map((r) => r.id);
     },
 
+    /**
+     * Deletes up to `limit` events served (`done`) or ignored that arrived
+     * before `before`, oldest first; returns how many. Queued, parked and
+     * failed events stay. Walks the primary key from the oldest id, so each
+     * call reads little more than what it deletes.
+     */
+    async pruneFinished(before: Date, limit = 10_000): Promise<number> {
+      const result = await db.execute(sql`
+        delete from oura.webhook_events where id in (
+          select id from oura.webhook_events
+          where status in ('done', 'ignored') and received_at < ${before.toISOString()}::timestamptz
+          order by id limit ${limit})`);
+      return result.rowCount ?? 0;
+    },
+
     /** When the newest delivery was recorded (ids grow with time). */
     async lastReceivedAt(): Promise<Date | null> {
       const rows = await db

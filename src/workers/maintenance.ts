@@ -3,8 +3,9 @@ import type { Redis } from 'ioredis';
 import type { Deps } from '../deps.js';
 import { subscriptionsSyncTask } from './subscriptions-sync.js';
 import { reconcileTickTask } from './reconcile-tick.js';
+import { eventsRetentionTask } from './events-retention.js';
 
-/** Queue of repeatable housekeeping jobs (sweeper, reconciliation, subscription renewal). */
+/** Queue of repeatable housekeeping jobs (reconciliation, subscription renewal, event retention). */
 export const MAINTENANCE_QUEUE = 'oura-maintenance';
 
 export interface MaintenanceTask {
@@ -23,7 +24,7 @@ export interface MaintenanceTask {
  * worker processes).
  */
 export function maintenanceTasks(deps: Deps): MaintenanceTask[] {
-  return [subscriptionsSyncTask, reconcileTickTask(deps)];
+  return [subscriptionsSyncTask, reconcileTickTask(deps), eventsRetentionTask];
 }
 
 export function createMaintenanceQueue(connection: Redis, prefix: string) {

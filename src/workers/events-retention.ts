@@ -1,0 +1,28 @@
+import type { MaintenanceTask } from './maintenance.js';
+
+const BATCH = 10_000;
+/** At most this many batches per run, so one run stays short; the next run goes on. */
+const MAX_BATCHES = 50;
+
+/**
+ * Every hour: deletes webhook events served or ignored more than
+ * WEBHOOK_EVENTS_RETENTION_DAYS ago, in batches. The documents themselves are
+ * in their tables; an event row only serves deduplication of Oura's retries
+ * (which stop within hours) and the operator's view of recent deliveries.
+ */
+export const eventsRetentionTask: MaintenanceTask = {
+  name: 'webhook-events-retention',
+  everyMs: 3_600_000,
+  firstRunAfterMs: 60_000,
+  run: async (deps, log) => {
+    const before = new Date(Date.now() - deps.config.WEBHOOK_EVENTS_RETENTION_DAYS * 86_400_000);
+    let deleted = 0;
+    for (let i = 0; i < MAX_BATCHES; i++) {
+      const n = await deps.events.pruneFinished(before, BATCH);
+      deleted += n;
+      if (n < BATCH) break;
+    }
+    if (deleted > 0) log.info({ deleted, retentionDays: deps.config.WEBHOOK_EVENTS_RETENTION_DAYS }, 'old webhook events deleted');
+    return { deleted };
+  },
+};
