@@ -282,23 +282,33 @@ describe('intake: from accepted batches to per-event jobs', () => {
 });
 
 describe('webhook endpoint with a store down', () => {
-  test('Redis unreachable: a delivery is still acknowledged once recorded, and left queued for the sweeper', async () => {
+  test('Redis unreachable: deliveries are still acknowledged once recorded, left queued for the sweeper, and shutdown does not wait on Redis', async () => {
     const db = await createTestDatabase('webhook_redis_down');
     const deps = createDeps(testConfig({ DATABASE_URL: db.url, REDIS_URL: 'redis://127.0.0.1:1' }), { prefix: uniquePrefix('down') });
     const app = await buildApp(deps);
+    let closed = false;
     try {
       await connectKnownUser(deps);
-      const body = JSON.stringify(event());
-      const res = await app.inject({ method: 'POST', url: '/webhooks/oura', payload: body, headers: signed(body) });
-      assert.equal(res.statusCode, 200, res.body);
-      assert.equal(res.json().status, 'accepted');
-      // Durable in Postgres and still `queued`: the sweeper queues it once Redis answers.
-      assert.equal((await deps.events.get(res.json().event_id))?.status, 'queued');
-      await eventually('counted as not queued', async () => (await deps.metrics.unqueued.get()).values[0]?.value === 1, { timeoutMs: 10_000 });
-      const ready = await app.inject({ url: '/readyz' });
-      assert.equal(ready.statusCode, 503);
-    } finally {
+      const post = (body: string) => app.inject({ method: 'POST', url: '/webhooks/oura', payload: body, headers: signed(body) });
+      // The first is being queued (Redis never answers) when the second commits.
+      const first = await post(JSON.stringify(event()));
+      const second = await post(JSON.stringify(event()));
+      for (const res of [first, second]) {
+        assert.equal(res.statusCode, 200, res.body);
+        assert.equal(res.json().status, 'accepted');
+        // Durable in Postgres and still `queued`: the sweeper queues it once Redis answers.
+        assert.equal((await deps.events.get(res.json().event_id))?.status, 'queued');
+      }
+      assert.equal((await app.inject({ url: '/readyz' })).statusCode, 503);
+
+      // Closing waits one queueing timeout (3 s) at most, not one per pending job.
+      const started = Date.now();
       await app.close();
+      closed = true;
+      assert.ok(Date.now() - started < 4500, `closed in ${Date.now() - started} ms`);
+      assert.ok(((await deps.metrics.unqueued.get()).values[0]?.value ?? 0) >= 1, 'counted as not queued');
+    } finally {
+      if (!closed) await app.close();
       await deps.close();
       await db.drop();
     }

@@ -141,9 +141,21 @@ export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
         schedule();
       });
     },
-    /** Waits for the events already committed to be queued (at most a timeout per job). */
-    async drain(): Promise<void> {
-      while (draining) await drained;
+    /**
+     * Waits, at most `timeoutMs`, for the events already committed to be
+     * queued; returns how many are not (the sweeper queues them).
+     */
+    async drain(timeoutMs = queueTimeoutMs): Promise<number> {
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+      await Promise.race([
+        (async () => {
+          while (draining) await drained;
+        })(),
+        deadline,
+      ]);
+      clearTimeout(timer);
+      return unqueued.length + repeats.size;
     },
   };
 }

@@ -63,7 +63,8 @@ export async function webhookRoutes(app: FastifyInstance, deps: WebhookDeps) {
   });
   const activity = createWebhookActivity(deps.users, app.log);
   app.addHook('onClose', async () => {
-    await batcher.drain();
+    const left = await batcher.drain();
+    if (left > 0) app.log.warn({ events: left }, 'recorded webhook events not queued at shutdown; the sweeper will');
     await activity.close();
   });
   const refuse = (code: Parameters<typeof deps.onDelivery & {}>[0], err: AppError) => {
