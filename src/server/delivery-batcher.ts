@@ -13,24 +13,25 @@ interface Pending {
 export interface DeliveryBatcherOptions {
   events: EventsRepo;
   intake: IntakeQueue;
-  /** Most deliveries written by one statement. */
-  maxBatch?: number;
-  /**
-   * Statements being written at once (default 1): deliveries arriving while
-   * one is written wait for the next, which takes them all. bench:ingest
-   * measured 1 ahead of 2 and 3 (BENCHMARKS.md).
-   */
-  maxInFlight?: number;
   /** Bounds how long queueing may wait on Redis before its events are left to the sweeper. */
   queueTimeoutMs?: number;
-  /** Most recorded events waiting to be queued; beyond it they are left to the sweeper. */
-  maxUnqueued?: number;
-  /** Most event ids in one intake job. */
-  maxIdsPerJob?: number;
   onError?: (stage: 'database' | 'queue', err: Error) => void;
   /** Recorded events not queued here (Redis failed or fell behind): the sweeper queues them. */
   onUnqueued?: (events: number) => void;
 }
+
+/** Most deliveries written by one statement. */
+const MAX_BATCH = 500;
+/**
+ * Statements being written at once: deliveries arriving while one is
+ * written wait for the next, which takes them all. bench:ingest measured 1
+ * ahead of 2 and 3 (BENCHMARKS.md).
+ */
+const MAX_IN_FLIGHT = 1;
+/** Most recorded events waiting to be queued; beyond it they are left to the sweeper. */
+const MAX_UNQUEUED = 50_000;
+/** Most event ids in one intake job. */
+const MAX_IDS_PER_JOB = 1000;
 
 /**
  * Group commit for the webhook's acceptance path. Deliveries that arrive
@@ -42,16 +43,12 @@ export interface DeliveryBatcherOptions {
  * Queueing follows the commit, off the response path: the event ids of
  * whatever batches committed meanwhile go to Redis in one intake job (one
  * command; a worker expands it into per-event jobs), one job at a time. If
- * Redis fails or falls `maxUnqueued` events behind, those events stay
+ * Redis fails or falls MAX_UNQUEUED events behind, those events stay
  * `queued` in Postgres and the sweeper queues them after SWEEP_GRACE_S, as
  * it does after a crash between the two steps.
  */
 export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
-  const maxBatch = opts.maxBatch ?? 500;
-  const maxInFlight = opts.maxInFlight ?? 1;
   const queueTimeoutMs = opts.queueTimeoutMs ?? 3000;
-  const maxUnqueued = opts.maxUnqueued ?? 50_000;
-  const maxIdsPerJob = opts.maxIdsPerJob ?? 1000;
   let waiting: Pending[] = [];
   let inFlight = 0;
   let scheduled = false;
@@ -62,7 +59,7 @@ export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
   let drained: Promise<void> = Promise.resolve();
 
   function schedule(): void {
-    if (scheduled || waiting.length === 0 || inFlight >= maxInFlight) return;
+    if (scheduled || waiting.length === 0 || inFlight >= MAX_IN_FLIGHT) return;
     scheduled = true;
     // Let the deliveries that arrived in this turn of the event loop join the batch.
     setImmediate(() => {
@@ -72,9 +69,9 @@ export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
   }
 
   async function flush(): Promise<void> {
-    if (waiting.length === 0 || inFlight >= maxInFlight) return;
+    if (waiting.length === 0 || inFlight >= MAX_IN_FLIGHT) return;
     inFlight++;
-    const batch = waiting.slice(0, maxBatch);
+    const batch = waiting.slice(0, MAX_BATCH);
     waiting = waiting.slice(batch.length);
     try {
       let recorded: RecordedEvent[];
@@ -98,7 +95,7 @@ export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
     let dropped = 0;
     for (const r of recorded) {
       if (r.status !== 'queued') continue;
-      if (unqueued.length + repeats.size >= maxUnqueued) dropped++;
+      if (unqueued.length + repeats.size >= MAX_UNQUEUED) dropped++;
       else if (r.inserted) unqueued.push(r.id);
       // A repeat makes sure a job will run (and follows one that is running).
       else repeats.add(r.id);
@@ -113,7 +110,7 @@ export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
   async function drainQueue(): Promise<void> {
     try {
       while (unqueued.length > 0 || repeats.size > 0) {
-        const eventIds = unqueued.slice(0, maxIdsPerJob);
+        const eventIds = unqueued.slice(0, MAX_IDS_PER_JOB);
         unqueued = unqueued.slice(eventIds.length);
         const again = [...repeats];
         repeats = new Set();
@@ -159,4 +156,3 @@ export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
     },
   };
 }
-export type DeliveryBatcher = ReturnType<typeof createDeliveryBatcher>;
