@@ -32,6 +32,13 @@ const MAX_IN_FLIGHT = 1;
 const MAX_UNQUEUED = 50_000;
 /** Most event ids in one intake job. */
 const MAX_IDS_PER_JOB = 1000;
+/**
+ * How long queueing waits after a commit for later commits to join the same
+ * intake job. Under a burst that is one Redis command per 20 ms instead of
+ * one per statement (bench:ingest measured about +0.02 on its ratio, and
+ * 8× fewer intake jobs); a quiet delivery reaches the workers 20 ms later.
+ */
+const QUEUE_LINGER_MS = 20;
 
 /**
  * Group commit for the webhook's acceptance path. Deliveries that arrive
@@ -41,8 +48,9 @@ const MAX_IDS_PER_JOB = 1000;
  * 503 and Oura retries it.
  *
  * Queueing follows the commit, off the response path: the event ids of
- * whatever batches committed meanwhile go to Redis in one intake job (one
- * command; a worker expands it into per-event jobs), one job at a time. If
+ * whatever batches committed meanwhile (and within QUEUE_LINGER_MS after)
+ * go to Redis in one intake job (one command; a worker expands it into
+ * per-event jobs), one job at a time. If
  * Redis fails or falls MAX_UNQUEUED events behind, those events stay
  * `queued` in Postgres and the sweeper queues them after SWEEP_GRACE_S, as
  * it does after a crash between the two steps.
@@ -109,6 +117,7 @@ export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
 
   async function drainQueue(): Promise<void> {
     try {
+      await new Promise((resolve) => setTimeout(resolve, QUEUE_LINGER_MS));
       while (unqueued.length > 0 || repeats.size > 0) {
         const eventIds = unqueued.slice(0, MAX_IDS_PER_JOB);
         unqueued = unqueued.slice(eventIds.length);
