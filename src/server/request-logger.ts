@@ -9,6 +9,12 @@ const LEVEL_VALUES = pino.levels.values as Record<string, number>;
  * a pino child with redaction costs more than the rest of accepting a
  * webhook delivery, and almost no request ever logs (a delivery's lines are
  * debug; refusals and errors warn).
+ *
+ * A class, unlike our adapters: one is made per request, and its methods live
+ * once on the prototype. The same logger as a factory returning an object
+ * literal (accessors for `level`, a closure per level) took about 2.5 µs per
+ * request against 0.03 µs for this class (a scratch micro-benchmark, 2·10⁶
+ * loggers each).
  */
 export class RequestLogger {
   #child: Logger | null = null;
