@@ -39,13 +39,13 @@ import autocannon from 'autocannon';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { parse as parseYaml } from 'yaml';
 import { createTokenCipher, webhookSignature } from '../src/crypto.js';
 import { createDb, createPool } from '../src/db/index.js';
 import { runMigrations } from '../src/db/migrate.js';
 import { createUsersRepo } from '../src/db/users.js';
 import { DOCUMENT_TYPES } from '../src/oura/registry.js';
 import { INTAKE_QUEUE, type IntakeJob } from '../src/workers/queues.js';
+import { composeServices, imageNodeOptions } from '../test/helpers/deployment.js';
 import { clearPrefix } from '../test/helpers/env.js';
 import { eventually, freePort, machineCpu, processCpuS, repoRoot, SECRETS, stopChild } from './stack.js';
 
@@ -113,12 +113,8 @@ const log = (msg: string) => process.stderr.write(`[bench:ingest ${new Date().to
  * docker-compose.yml, else the image's (`ENV NODE_OPTIONS=…` in the Dockerfile).
  */
 function apiNodeOptions(): string[] {
-  const compose = parseYaml(readFileSync(path.join(repoRoot, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
-    services?: { api?: { environment?: Record<string, string> } };
-  };
-  const dockerfile = readFileSync(path.join(repoRoot, 'Dockerfile'), 'utf8');
-  const value = compose.services?.api?.environment?.NODE_OPTIONS ?? /^ENV NODE_OPTIONS=("?)(.*)\1\s*$/m.exec(dockerfile)?.[2] ?? '';
-  return value.split(/\s+/).filter(Boolean);
+  const fromCompose = composeServices().api?.environment?.NODE_OPTIONS;
+  return fromCompose === undefined ? imageNodeOptions() : fromCompose.split(/\s+/).filter(Boolean);
 }
 
 /** Resident set size now and its high-water mark (bytes), from /proc; null once the process is gone. */

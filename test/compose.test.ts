@@ -1,16 +1,9 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { parse } from 'yaml';
 import { Config, loadConfig } from '../src/config.js';
+import { composeServices, dockerfile as readDockerfile, imageNodeOptions } from './helpers/deployment.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-// Compose resolves YAML merge keys (`<<: *service-env`).
-const compose = parse(readFileSync(path.join(root, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
-  services: Record<string, { environment?: Record<string, string>; profiles?: string[]; command?: string[] }>;
-};
+const compose = { services: composeServices() };
 
 /** Compose's `${VAR:-default}` / `${VAR}` interpolation, against an empty environment. */
 function interpolate(value: unknown, env: Record<string, string> = {}): string {
@@ -40,10 +33,10 @@ test('compose gives api and worker every required variable, valid as the service
 });
 
 test("the api's NODE_OPTIONS in compose keep the image's (setting it replaces the Dockerfile's)", () => {
-  const image = /^ENV NODE_OPTIONS=(.*)$/m.exec(readFileSync(path.join(root, 'Dockerfile'), 'utf8'))?.[1]?.trim();
-  assert.ok(image, 'the Dockerfile sets NODE_OPTIONS');
+  const image = imageNodeOptions();
+  assert.ok(image.length > 0, 'the Dockerfile sets NODE_OPTIONS');
   const api = serviceEnv('api').NODE_OPTIONS ?? '';
-  for (const flag of image.split(/\s+/)) assert.ok(api.split(/\s+/).includes(flag), `api NODE_OPTIONS lacks ${flag}`);
+  for (const flag of image) assert.ok(api.split(/\s+/).includes(flag), `api NODE_OPTIONS lacks ${flag}`);
   assert.match(api, /--max-old-space-size=\d+/);
   assert.equal(serviceEnv('worker').NODE_OPTIONS, undefined, "workers run with the image's flags");
 });
@@ -62,7 +55,7 @@ test('the simulator runs under the sim profile with the same client credentials'
 });
 
 test('the image is multi-stage, production dependencies only, non-root', () => {
-  const dockerfile = readFileSync(path.join(root, 'Dockerfile'), 'utf8');
+  const dockerfile = readDockerfile();
   assert.ok((dockerfile.match(/^FROM /gm) ?? []).length >= 2);
   assert.match(dockerfile, /npm ci --omit=dev/);
   assert.match(dockerfile, /^USER node$/m);

@@ -1,0 +1,28 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export interface ComposeService {
+  environment?: Record<string, string>;
+  profiles?: string[];
+  command?: string[];
+}
+
+/** docker-compose.yml's services, with YAML merge keys (`<<: *service-env`) resolved as Compose does. */
+export function composeServices(): Record<string, ComposeService> {
+  const compose = parse(readFileSync(path.join(root, 'docker-compose.yml'), 'utf8'), { merge: true }) as { services?: Record<string, ComposeService> };
+  return compose.services ?? {};
+}
+
+/** The Dockerfile's text. */
+export function dockerfile(): string {
+  return readFileSync(path.join(root, 'Dockerfile'), 'utf8');
+}
+
+/** The flags of the Dockerfile's `ENV NODE_OPTIONS=…` (quoted or not); empty if it sets none. */
+export function imageNodeOptions(): string[] {
+  return (/^ENV NODE_OPTIONS=("?)(.*)\1\s*$/m.exec(dockerfile())?.[2] ?? '').split(/\s+/).filter(Boolean);
+}
