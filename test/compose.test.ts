@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { Config, loadConfig } from '../src/config.js';
 import { composeServices, dockerfile as readDockerfile, imageNodeOptions } from './helpers/deployment.js';
 
-const compose = { services: composeServices() };
+const services = composeServices();
 
 /** Compose's `${VAR:-default}` / `${VAR}` interpolation, against an empty environment. */
 function interpolate(value: unknown, env: Record<string, string> = {}): string {
@@ -11,7 +11,7 @@ function interpolate(value: unknown, env: Record<string, string> = {}): string {
 }
 
 function serviceEnv(name: string, env: Record<string, string> = {}): Record<string, string> {
-  const raw = compose.services[name]?.environment ?? {};
+  const raw = services[name]?.environment ?? {};
   return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, interpolate(v, env)]));
 }
 
@@ -28,8 +28,8 @@ test('compose gives api and worker every required variable, valid as the service
     const config = loadConfig(env);
     assert.equal(config.OURA_API_BASE_URL, 'http://sim:8090', `${name} talks to the simulator by default`);
   }
-  assert.deepEqual(compose.services.api?.command, ['api']);
-  assert.deepEqual(compose.services.worker?.command, ['worker']);
+  assert.deepEqual(services.api?.command, ['api']);
+  assert.deepEqual(services.worker?.command, ['worker']);
 });
 
 test("the api's NODE_OPTIONS in compose keep the image's (setting it replaces the Dockerfile's)", () => {
@@ -49,7 +49,7 @@ test('values set in the environment reach the services', () => {
 });
 
 test('the simulator runs under the sim profile with the same client credentials', () => {
-  const sim = compose.services.sim!;
+  const sim = services.sim!;
   assert.deepEqual(sim.profiles, ['sim']);
   assert.equal(serviceEnv('sim').OURA_CLIENT_SECRET, serviceEnv('api').OURA_CLIENT_SECRET);
 });

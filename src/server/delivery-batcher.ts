@@ -50,10 +50,10 @@ const QUEUE_LINGER_MS = 20;
  * Queueing follows the commit, off the response path: the event ids of
  * whatever batches committed meanwhile (and within QUEUE_LINGER_MS after)
  * go to Redis in one intake job (one command; a worker expands it into
- * per-event jobs), one job at a time. If
- * Redis fails or falls MAX_UNQUEUED events behind, those events stay
- * `queued` in Postgres and the sweeper queues them after SWEEP_GRACE_S, as
- * it does after a crash between the two steps.
+ * per-event jobs), one job at a time. If Redis fails or falls MAX_UNQUEUED
+ * events behind, those events stay `queued` in Postgres and the sweeper
+ * queues them after SWEEP_GRACE_S, as it does after a crash between the
+ * two steps.
  */
 export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
   const queueTimeoutMs = opts.queueTimeoutMs ?? 3000;

@@ -11,10 +11,10 @@ export type EventJob = z.infer<typeof EventJob>;
 
 /**
  * Queue between the webhook endpoint and the events queue. The ids of the
- * events the endpoint committed since its last job (one batch or several,
- * at most 1000) become one job here, so a burst costs one small job per
- * batch at most instead of one per event; a worker expands it into the
- * per-event jobs of EVENTS_QUEUE.
+ * events the endpoint committed since its last job, and in the 20 ms after
+ * (one batch or several, at most 1000), become one job here, so a burst
+ * costs one small job per 20 ms instead of one per event; a worker expands
+ * it into the per-event jobs of EVENTS_QUEUE.
  */
 export const INTAKE_QUEUE = 'oura-intake';
 
