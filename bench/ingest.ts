@@ -14,11 +14,12 @@
  * The api runs as compose runs the image: compiled by tsc, `node main.js
  * api` with NODE_ENV=production and the api's NODE_OPTIONS (with --tsx: `node --import tsx src/main.ts
  * api`, the development loader, which costs ~35 MB of RSS), on a fresh database (migrated) and a fresh Redis key prefix, with connected users so
- * every event is accepted: committed to Postgres before the 200 and queued in
- * BullMQ right after (intake jobs naming the event ids committed meanwhile).
- * No worker runs, so every intake job is still waiting afterwards and is
- * checked there, a second after the load: each event answered 2xx must be a
- * row of oura.webhook_events (status queued) and named by an intake job.
+ * every event is accepted: committed to Postgres (the inbox, oura.webhook_inbox)
+ * before the 200 and queued in BullMQ right after (intake jobs naming the
+ * delivery ids committed meanwhile). No worker runs, so every delivery is
+ * still in the inbox afterwards and every intake job still waiting, and both
+ * are checked a second after the load: each event answered 2xx must be a
+ * row of the inbox and named by an intake job.
  *
  * Prints req/s, p50, p99, non-2xx and errors for both, their ratio, and the
  * api's peak RSS (sampled from /proc every 50 ms during the load, and the
@@ -398,12 +399,12 @@ process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
 interface Verification {
   answered: number;
   recorded: number;
-  answeredRecordedQueued: number;
+  answeredRecorded: number;
   answeredWithJob: number;
   recordedNotAnswered: number;
-  /** Intake jobs, and the events they name. */
+  /** Intake jobs, and the deliveries they name. */
   jobs: number;
-  queuedEvents: number;
+  queuedDeliveries: number;
 }
 
 async function run() {
@@ -528,29 +529,29 @@ async function run() {
 
   // Requests in flight when the load stopped may still be recorded; let them land.
   await new Promise((r) => setTimeout(r, 1000));
-  const { rows } = await pool.query<{ id: string; object_id: string; status: string }>(
-    `select id, object_id, status from oura.webhook_events where object_id like $1`,
+  const { rows } = await pool.query<{ id: string; object_id: string }>(
+    `select id, object_id from oura.webhook_inbox where object_id like $1`,
     [`bench-${runTag}-%`],
   );
   const intakeJobs = await queue.getJobs(['wait', 'active', 'delayed', 'prioritized', 'completed', 'failed'], 0, -1);
-  const queuedIds = new Set(intakeJobs.flatMap((j) => j.data.eventIds.map(String)));
+  const queuedIds = new Set(intakeJobs.flatMap((j) => ('deliveryIds' in j.data ? j.data.deliveryIds : []).map(String)));
   const byObject = new Map(rows.map((r) => [r.object_id, r]));
-  let answeredRecordedQueued = 0;
+  let answeredRecorded = 0;
   let answeredWithJob = 0;
   for (const objectId of answered) {
     const row = byObject.get(objectId);
-    if (row?.status === 'queued') answeredRecordedQueued++;
+    if (row) answeredRecorded++;
     if (row && queuedIds.has(row.id)) answeredWithJob++;
   }
   const answeredSet = new Set(answered);
   const verification: Verification = {
     answered: answered.length,
     recorded: rows.length,
-    answeredRecordedQueued,
+    answeredRecorded,
     answeredWithJob,
     recordedNotAnswered: rows.filter((r) => !answeredSet.has(r.object_id)).length,
     jobs: intakeJobs.length,
-    queuedEvents: queuedIds.size,
+    queuedDeliveries: queuedIds.size,
   };
   await stopChild(api.child);
 
@@ -590,13 +591,13 @@ function report(apiR: LoadResult, bareR: LoadResult, v: Verification): string {
     row('RSS high-water mark, process life (VmHWM)', mb(apiR.hwm), mb(bareR.hwm)),
     row('CPU cores: server / autocannon / Postgres / Redis / rest (machine busy)', cpuCell(apiR, m.cores), cpuCell(bareR, m.cores)),
     '',
-    `Every event answered 2xx, checked afterwards: ${v.answeredRecordedQueued} / ${v.answered} are rows of oura.webhook_events with status \`queued\`, ${v.answeredWithJob} / ${v.answered} are named by a job of the \`${INTAKE_QUEUE}\` queue (api outcomes: ${Object.entries(apiR.outcomes).map(([k, n]) => `${n} ${k}`).join(', ') || 'none'}). Recorded but not answered (in flight when the load stopped): ${v.recordedNotAnswered}; rows ${v.recorded}, events queued ${v.queuedEvents}, in ${v.jobs} intake jobs (${(v.queuedEvents / Math.max(1, v.jobs)).toFixed(1)} per job).`,
+    `Every event answered 2xx, checked afterwards: ${v.answeredRecorded} / ${v.answered} are rows of oura.webhook_inbox (recorded; no worker runs to admit them), ${v.answeredWithJob} / ${v.answered} are named by a job of the \`${INTAKE_QUEUE}\` queue (api outcomes: ${Object.entries(apiR.outcomes).map(([k, n]) => `${n} ${k}`).join(', ') || 'none'}). Recorded but not answered (in flight when the load stopped): ${v.recordedNotAnswered}; rows ${v.recorded}, deliveries queued ${v.queuedDeliveries}, in ${v.jobs} intake jobs (${(v.queuedDeliveries / Math.max(1, v.jobs)).toFixed(1)} per job).`,
     '',
     verdict(ratio >= TARGETS.ratio, `throughput ≥ ${TARGETS.ratio} × bare: ${ratio.toFixed(3)}`),
     verdict(apiR.p99Ms <= TARGETS.p99Ms, `p99 ≤ ${TARGETS.p99Ms} ms: ${ms(apiR.p99Ms)}`),
     verdict(apiR.non2xx === 0 && apiR.errors === 0, `zero non-2xx (and no errors): ${apiR.non2xx} non-2xx, ${apiR.errors} errors`),
     verdict(Math.max(apiR.rssPeakDuringLoad, apiR.hwm) <= TARGETS.rssBytes, `api peak RSS ≤ 150 MB: ${mb(Math.max(apiR.rssPeakDuringLoad, apiR.hwm))}`),
-    verdict(v.answeredRecordedQueued === v.answered && v.answeredWithJob === v.answered, `every 2xx recorded and queued: ${v.answeredRecordedQueued} and ${v.answeredWithJob} of ${v.answered}`),
+    verdict(v.answeredRecorded === v.answered && v.answeredWithJob === v.answered, `every 2xx recorded and queued: ${v.answeredRecorded} and ${v.answeredWithJob} of ${v.answered}`),
   ];
   return lines.join('\n');
 }

@@ -57,13 +57,13 @@ export function createMetrics() {
   });
   const deliveries = new Counter({
     name: 'oura_ingest_webhook_deliveries_total',
-    help: 'Webhook deliveries, by outcome (accepted, duplicate, ignored, refused_<reason>)',
+    help: 'Webhook deliveries, by outcome: accepted, ignored, refused_<reason> (the api); duplicate (the intake worker: accepted deliveries that repeated a recorded event)',
     labelNames: ['outcome'] as const,
     registers: [registry],
   });
   const unqueued = new Counter({
     name: 'oura_ingest_webhook_events_unqueued_total',
-    help: 'Recorded webhook events the api could not queue (Redis failed or fell behind); the sweeper queues them after SWEEP_GRACE_S',
+    help: 'Recorded webhook deliveries the api could not queue (Redis failed or fell behind); the sweeper admits them after SWEEP_GRACE_S',
     registers: [registry],
   });
   const ingestLatency = new Histogram({

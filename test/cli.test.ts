@@ -124,7 +124,10 @@ describe('CLI (npm run cli -- <command>)', { concurrency: true }, () => {
     const doc = await stack.simJson('POST', `/_sim/users/${userId}/documents/workout`, {});
     const fault = await stack.simJson('POST', '/_sim/faults', { status: 500, count: 1000, path: `/v2/usercollection/workout/${doc.id}` });
     await stack.simJson('POST', '/_sim/events', { event_type: 'create', data_type: 'workout', object_id: doc.id, user_id: userId, callback_url: `${stack.apiUrl}/webhooks/oura` });
-    const { rows } = await stack.deps.pool.query<{ id: string }>('select id from oura.webhook_events where object_id = $1', [doc.id]);
+    const rows = await eventually('its event admitted', async () => {
+      const r = await stack.deps.pool.query<{ id: string }>('select id from oura.webhook_events where object_id = $1', [doc.id]);
+      return r.rows.length > 0 && r.rows;
+    });
     const jobId = eventJobId(Number(rows[0]!.id));
     // Run the retries back to back (promote skips the backoff) until the job is dead-lettered.
     await eventually(

@@ -133,7 +133,8 @@ describe('end to end: simulator → webhook → worker → Postgres', () => {
       headers: { 'content-type': 'application/json', 'x-oura-timestamp': ts, 'x-oura-signature': webhookSignature(stack.env.OURA_CLIENT_SECRET!, ts, body) },
     });
     assert.equal(res.status, 200);
-    const { event_id: id } = (await res.json()) as { event_id: number };
+    // A new event keeps its delivery's id.
+    const { delivery_id: id } = (await res.json()) as { delivery_id: number };
     const event = await eventually('the event finished', async () => {
       const e = await stack.deps.events.get(id);
       return e?.status === 'queued' ? null : e;

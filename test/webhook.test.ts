@@ -5,9 +5,10 @@ import { webhookSignature } from '../src/crypto.js';
 import { createDeps, type Deps } from '../src/deps.js';
 import { buildApp } from '../src/server/app.js';
 import { Worker } from 'bullmq';
-import { createIntakeWorker } from '../src/workers/intake-worker.js';
+import { admitAndQueue, createIntakeWorker, intakeDeps } from '../src/workers/intake-worker.js';
 import { EVENTS_QUEUE } from '../src/workers/queues.js';
 import { eventsRetentionTask } from '../src/workers/events-retention.js';
+import { sweepOnce } from '../src/workers/sweeper.js';
 import { eventually } from './helpers/util.js';
 import { clearPrefix, createTestDatabase, getServices, TEST_SECRETS, testConfig, uniquePrefix, type TestDatabase } from './helpers/env.js';
 
@@ -65,18 +66,24 @@ describe('webhook endpoint', () => {
   /** No worker runs here: the intake jobs the endpoint queued are all still waiting. */
   async function intake() {
     const jobs = await deps.intakeQueue.getJobs(['waiting'], 0, -1);
-    return {
-      jobs: jobs.length,
-      eventIds: new Set(jobs.flatMap((j) => j.data.eventIds)),
-      repeats: jobs.flatMap((j) => j.data.repeats ?? []),
-    };
+    return { jobs: jobs.length, deliveryIds: new Set(jobs.flatMap((j) => ('deliveryIds' in j.data ? j.data.deliveryIds : []))) };
   }
 
   async function counts() {
-    const { rows } = await deps.pool.query<{ n: string }>('select count(*) as n from oura.webhook_events');
+    const { rows } = await deps.pool.query<{ events: number; inbox: number }>(
+      'select (select count(*)::int from oura.webhook_events) as events, (select count(*)::int from oura.webhook_inbox) as inbox',
+    );
     const queued = await intake();
-    return { events: Number(rows[0]!.n), intakeJobs: queued.jobs, queuedEvents: queued.eventIds.size };
+    return { ...rows[0]!, intakeJobs: queued.jobs, queuedDeliveries: queued.deliveryIds.size };
   }
+
+  async function inboxRow(id: number) {
+    const { rows } = await deps.pool.query('select * from oura.webhook_inbox where id = $1', [id]);
+    return rows[0] ?? null;
+  }
+
+  /** What the intake worker does with an intake job, run here directly. */
+  const admit = (ids: number[]) => admitAndQueue(intakeDeps(deps), ids);
 
   test('verification GET echoes the challenge only for our token', async () => {
     const ok = await app.inject({ url: `/webhooks/oura?verification_token=${TEST_SECRETS.OURA_WEBHOOK_VERIFICATION_TOKEN}&challenge=abc123` });
@@ -89,49 +96,68 @@ describe('webhook endpoint', () => {
     assert.equal(missing.statusCode, 401);
   });
 
-  test('a signed event is recorded before the 2xx and queued right after; a retry of it is a duplicate', async () => {
+  test('a signed delivery is recorded before the 2xx and queued right after; admitted, a retry of it is a duplicate of one event', async () => {
     const before = await counts();
     const body = JSON.stringify(event());
     const res = await app.inject({ method: 'POST', url: '/webhooks/oura', payload: body, headers: signed(body, { upper: true }) });
     assert.equal(res.statusCode, 200, res.body);
     assert.equal(res.json().status, 'accepted');
-    const id = res.json().event_id as number;
-    const row = await deps.events.get(id);
-    assert.equal(row?.status, 'queued');
-    await eventually('its id queued for the workers', async () => (await intake()).eventIds.has(id));
+    const id = res.json().delivery_id as number;
+    assert.equal((await inboxRow(id))?.supported, true, 'in the inbox when answered');
+    await eventually('its id queued for the workers', async () => (await intake()).deliveryIds.has(id));
 
     const again = await app.inject({ method: 'POST', url: '/webhooks/oura', payload: body, headers: signed(body) });
     assert.equal(again.statusCode, 200);
-    assert.equal(again.json().status, 'duplicate');
-    assert.equal(again.json().event_id, id);
-    await eventually('the repeat passed on', async () => (await intake()).repeats.length > 0);
+    assert.equal(again.json().status, 'accepted');
+    const againId = again.json().delivery_id as number;
+    await eventually('the retry queued too', async () => (await intake()).deliveryIds.has(againId));
+    const mid = await counts();
+    assert.equal(mid.inbox, before.inbox + 2);
+    assert.equal(mid.events, before.events);
+
+    const duplicatesBefore = await duplicateCount();
+    const admitted = await admit([id, againId]);
+    assert.deepEqual({ deliveries: admitted.deliveries, queued: admitted.queued, duplicates: admitted.duplicates }, { deliveries: 2, queued: 1, duplicates: 1 });
+    const row = await deps.events.get(id);
+    assert.equal(row?.status, 'queued', 'one event, which keeps the first delivery\'s id');
+    assert.equal(row?.deliveries, 2);
+    assert.equal((await deps.queue.getJob(`evt-${id}`))?.data.eventId, id, 'its job queued');
     const after = await counts();
-    assert.equal(after.events, before.events + 1);
-    assert.equal(after.queuedEvents, before.queuedEvents + 1, 'one event queued');
-    // The repeat is passed on so that a worker makes sure the event's job runs (it is left alone while it waits).
-    assert.deepEqual((await intake()).repeats, [id]);
+    assert.deepEqual([after.events, after.inbox], [before.events + 1, before.inbox], 'moved out of the inbox');
+    assert.equal((await duplicateCount()) - duplicatesBefore, 1, 'counted as a duplicate delivery');
+    // Admitting the same deliveries again (a retried intake job) changes nothing.
+    assert.equal((await admit([id, againId])).deliveries, 0);
     assert.equal((await deps.events.get(id))?.deliveries, 2);
   });
+
+  async function duplicateCount() {
+    const metric = await deps.metrics.deliveries.get();
+    return metric.values.find((v) => v.labels.outcome === 'duplicate')?.value ?? 0;
+  }
 
   test('data types we do not fetch are acknowledged and recorded as ignored', async () => {
     for (const [over, outcome] of [
       [{ data_type: 'meal' }, 'unsupported_data_type'],
       [{ data_type: 'some_future_type' }, 'unsupported_data_type'],
     ] as const) {
-      const before = await counts();
       const body = JSON.stringify(event(over));
       const res = await app.inject({ method: 'POST', url: '/webhooks/oura', payload: body, headers: signed(body) });
       assert.equal(res.statusCode, 200, res.body);
       assert.equal(res.json().status, 'ignored');
-      const row = await deps.events.get(res.json().event_id);
+      const id = res.json().delivery_id as number;
+      assert.equal((await inboxRow(id))?.supported, false);
+      await eventually('queued for admission', async () => (await intake()).deliveryIds.has(id));
+      const jobsBefore = (await deps.queue.getJobCounts('waiting')).waiting;
+      const admitted = await admit([id]);
+      assert.deepEqual([admitted.ignored, admitted.queued], [1, 0]);
+      const row = await deps.events.get(id);
       assert.equal(row?.status, 'ignored');
       assert.equal(row?.outcome, outcome);
-      const after = await counts();
-      assert.equal(after.intakeJobs, before.intakeJobs, 'nothing queued');
+      assert.equal((await deps.queue.getJobCounts('waiting')).waiting, jobsBefore, 'nothing queued for the workers');
     }
   });
 
-  test('deliveries arriving together share writes (group commit), each answered only once its own event is stored', async () => {
+  test('deliveries arriving together share writes (group commit), each answered only once its own delivery is stored', async () => {
     // Count the statements the endpoint issues while 60 deliveries arrive at once, 10 of them repeats.
     const intakeBefore = await intake();
     const original = deps.events.recordDeliveries;
@@ -146,20 +172,20 @@ describe('webhook endpoint', () => {
       const responses = await Promise.all(
         all.map((b) => app.inject({ method: 'POST', url: '/webhooks/oura', payload: b, headers: signed(b) })),
       );
-      assert.ok(responses.every((r) => r.statusCode === 200), 'every delivery acknowledged');
-      const ids = responses.map((r) => r.json().event_id as number);
-      assert.equal(new Set(ids).size, 50, 'repeats share their event');
-      assert.equal(responses.filter((r) => r.json().status === 'accepted').length, 50);
-      assert.equal(responses.filter((r) => r.json().status === 'duplicate').length, 10);
-      for (const id of new Set(ids)) assert.equal((await deps.events.get(id))?.status, 'queued');
-      const queued = await eventually('every event queued', async () => {
+      assert.ok(responses.every((r) => r.statusCode === 200 && r.json().status === 'accepted'), 'every delivery acknowledged');
+      const ids = [...new Set(responses.map((r) => r.json().delivery_id as number))];
+      for (const id of ids) assert.ok(await inboxRow(id), `delivery ${id} in the inbox`);
+      const queued = await eventually('every delivery queued', async () => {
         const q = await intake();
-        return ids.every((id) => q.eventIds.has(id)) && q;
+        return ids.every((id) => q.deliveryIds.has(id)) && q;
       });
       assert.ok(statements < 10, `60 deliveries took ${statements} statements`);
       // At most one intake job (one Redis command) per statement: what committed meanwhile shares one.
       const jobs = queued.jobs - intakeBefore.jobs;
       assert.ok(jobs >= 1 && jobs <= statements, `${jobs} intake jobs for ${statements} statements`);
+      // Admitted, the 60 deliveries are 50 events, 10 of the deliveries duplicates.
+      const admitted = await admit(ids);
+      assert.deepEqual({ deliveries: admitted.deliveries, queued: admitted.queued, duplicates: admitted.duplicates }, { deliveries: 60, queued: 50, duplicates: 10 });
     } finally {
       deps.events.recordDeliveries = original;
     }
@@ -219,7 +245,7 @@ describe('webhook endpoint', () => {
   });
 });
 
-describe('intake: from accepted batches to per-event jobs', () => {
+describe('intake: from accepted deliveries to per-event jobs', () => {
   test('each accepted event gets exactly one events-queue job, even when a batch runs twice; a repeat of a finished event runs again', async () => {
     const db = await createTestDatabase('webhook_intake');
     const { redisUrl } = await getServices();
@@ -234,15 +260,20 @@ describe('intake: from accepted batches to per-event jobs', () => {
       const responses = await Promise.all(
         bodies.map((b) => app.inject({ method: 'POST', url: '/webhooks/oura', payload: b, headers: signed(b) })),
       );
-      const ids = responses.map((r) => r.json().event_id as number);
+      // A new event keeps its delivery's id.
+      const ids = responses.map((r) => r.json().delivery_id as number);
       const jobIds = async () => (await deps.queue.getJobs(['waiting', 'delayed', 'active', 'completed', 'failed'], 0, -1)).map((j) => j.id);
       await eventually('a job per event', async () => (await jobIds()).length === ids.length);
       assert.deepEqual(new Set(await jobIds()), new Set(ids.map((id) => `evt-${id}`)));
+      for (const id of ids) assert.equal((await deps.events.get(id))?.status, 'queued');
 
-      // The same batch again (as after a worker crash before its job completed): nothing is queued twice.
-      const again = await deps.intakeQueue.add('deliveries', { eventIds: ids, repeats: [] });
-      await eventually('the repeated batch done', async () => (await again.getState()) === 'completed');
-      assert.equal((await jobIds()).length, ids.length);
+      // The same batch again (as after a worker crash before its job completed), and as an
+      // api from before the inbox queued it (event ids): nothing is queued twice.
+      for (const data of [{ deliveryIds: ids }, { eventIds: ids, repeats: [] }]) {
+        const again = await deps.intakeQueue.add('deliveries', data);
+        await eventually('the repeated batch done', async () => (await again.getState()) === 'completed');
+        assert.equal((await jobIds()).length, ids.length);
+      }
 
       // Oura delivers a finished event again: its completed job is replaced, so the event runs once more.
       const stub = new Worker(EVENTS_QUEUE, async () => 'stored', { connection: deps.workerConnection(), prefix });
@@ -250,8 +281,9 @@ describe('intake: from accepted batches to per-event jobs', () => {
       await stub.close();
       await deps.pool.query(`update oura.webhook_events set status = 'done', processed_at = now() where id = $1`, [ids[0]]);
       const redelivered = await app.inject({ method: 'POST', url: '/webhooks/oura', payload: bodies[0]!, headers: signed(bodies[0]!) });
-      assert.equal(redelivered.json().status, 'duplicate');
-      assert.equal((await deps.events.get(ids[0]!))?.status, 'queued', 'the finished event is queued again');
+      assert.equal(redelivered.json().status, 'accepted');
+      await eventually('the finished event queued again', async () => (await deps.events.get(ids[0]!))?.status === 'queued');
+      assert.equal((await deps.events.get(ids[0]!))?.deliveries, 2);
       await eventually('its job waiting again', async () => (await deps.queue.getJob(`evt-${ids[0]}`))?.getState().then((s) => s === 'waiting'));
 
       // Delivered again while its job runs (that run may have read the document before
@@ -262,7 +294,7 @@ describe('intake: from accepted batches to per-event jobs', () => {
       try {
         await eventually('its job running', async () => (await deps.queue.getJob(`evt-${ids[0]}`))?.getState().then((s) => s === 'active'));
         const during = await app.inject({ method: 'POST', url: '/webhooks/oura', payload: bodies[0]!, headers: signed(bodies[0]!) });
-        assert.equal(during.json().status, 'duplicate');
+        assert.equal(during.json().status, 'accepted');
         const followUp = await eventually('a follow-up job', async () =>
           (await deps.queue.getJobs(['delayed', 'waiting'], 0, -1)).find((j) => j.id?.startsWith(`evt-${ids[0]}-again-`)),
         );
@@ -282,11 +314,12 @@ describe('intake: from accepted batches to per-event jobs', () => {
 });
 
 describe('webhook endpoint with a store down', () => {
-  test('Redis unreachable: deliveries are still acknowledged once recorded, left queued for the sweeper, and shutdown does not wait on Redis', async () => {
+  test('Redis unreachable: deliveries are still acknowledged once recorded, left in the inbox for the sweeper, and shutdown does not wait on Redis', async () => {
     const db = await createTestDatabase('webhook_redis_down');
     const deps = createDeps(testConfig({ DATABASE_URL: db.url, REDIS_URL: 'redis://127.0.0.1:1' }), { prefix: uniquePrefix('down') });
     const app = await buildApp(deps);
     let closed = false;
+    let ids: number[];
     try {
       await connectKnownUser(deps);
       const post = (body: string) => app.inject({ method: 'POST', url: '/webhooks/oura', payload: body, headers: signed(body) });
@@ -296,9 +329,11 @@ describe('webhook endpoint with a store down', () => {
       for (const res of [first, second]) {
         assert.equal(res.statusCode, 200, res.body);
         assert.equal(res.json().status, 'accepted');
-        // Durable in Postgres and still `queued`: the sweeper queues it once Redis answers.
-        assert.equal((await deps.events.get(res.json().event_id))?.status, 'queued');
       }
+      // Durable in Postgres, in the inbox: the sweeper admits them once Redis answers (below).
+      ids = [first, second].map((r) => r.json().delivery_id as number);
+      const { rows } = await deps.pool.query('select id from oura.webhook_inbox where id = any($1)', [ids]);
+      assert.equal(rows.length, 2);
       assert.equal((await app.inject({ url: '/readyz' })).statusCode, 503);
 
       // Closing waits one queueing timeout (3 s) at most, not one per pending job.
@@ -310,6 +345,22 @@ describe('webhook endpoint with a store down', () => {
     } finally {
       if (!closed) await app.close();
       await deps.close();
+    }
+    // A worker's sweeper, with Redis back, once SWEEP_GRACE_S has passed.
+    const { redisUrl } = await getServices();
+    const prefix = uniquePrefix('swept');
+    const worker = createDeps(testConfig({ DATABASE_URL: db.url, REDIS_URL: redisUrl, SWEEP_GRACE_S: '1' }), { prefix });
+    try {
+      await new Promise((r) => setTimeout(r, 1100));
+      assert.deepEqual(await sweepOnce(worker), { admitted: 2, requeued: 0 });
+      for (const id of ids) {
+        assert.equal((await worker.events.get(id))?.status, 'queued');
+        assert.equal((await worker.queue.getJob(`evt-${id}`))?.data.eventId, id, 'its job queued');
+      }
+      assert.deepEqual(await sweepOnce(worker), { admitted: 0, requeued: 0 }, 'nothing twice');
+    } finally {
+      await worker.close();
+      await clearPrefix(redisUrl, prefix);
       await db.drop();
     }
   });

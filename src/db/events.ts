@@ -1,7 +1,7 @@
 import { hash } from 'node:crypto';
 import { and, asc, eq, inArray, lt, lte, sql } from 'drizzle-orm';
 import type { Db } from './index.js';
-import { webhookEvents, type EventStatus } from './schema/core.js';
+import { webhookEvents, webhookInbox, type EventStatus } from './schema/core.js';
 
 export interface IncomingEvent {
   event_type: string;
@@ -18,65 +18,128 @@ export function dedupeKey(e: IncomingEvent): string {
 
 /**
  * Group commit of verified deliveries: one JSON parameter for the whole
- * batch, one insert. Whether the user is connected is the worker's question
- * (it asks anyway before fetching), so acceptance touches no other table.
+ * batch, one append to oura.webhook_inbox (its only index is the primary
+ * key). Deduplication, and whether the user is connected, are the intake
+ * worker's and the event worker's questions, asked off the response path.
  */
 const RECORD_DELIVERIES_SQL = `
-  insert into oura.webhook_events
-    (dedupe_key, event_type, data_type, object_id, user_id, event_time, status, outcome, processed_at)
-  select dedupe_key, event_type, data_type, object_id, user_id, event_time::timestamptz,
-         case when supported then 'queued' else 'ignored' end,
-         case when supported then null else 'unsupported_data_type' end,
-         case when supported then null else now() end
+  insert into oura.webhook_inbox (dedupe_key, event_type, data_type, object_id, user_id, event_time, supported, deliveries)
+  select dedupe_key, event_type, data_type, object_id, user_id, event_time::timestamptz, supported, deliveries
   from json_to_recordset($1::json)
-    as t(dedupe_key text, event_type text, data_type text, object_id text, user_id text, event_time text, supported boolean)
-  on conflict (dedupe_key) do update set
-    deliveries = oura.webhook_events.deliveries + 1,
-    status = case when oura.webhook_events.status = 'done' then 'queued' else oura.webhook_events.status end,
-    outcome = case when oura.webhook_events.status = 'done' then null else oura.webhook_events.outcome end,
-    processed_at = case when oura.webhook_events.status = 'done' then null else oura.webhook_events.processed_at end
-  returning id, dedupe_key, status, (xmax = 0) as inserted`;
+    as t(dedupe_key text, event_type text, data_type text, object_id text, user_id text, event_time text, supported boolean, deliveries int)
+  returning id, dedupe_key`;
 
-export interface RecordedEvent {
+/**
+ * Moves deliveries from the inbox to webhook_events in one statement, so a
+ * delivery is in exactly one of the two at any time. Deliveries of one
+ * content (same dedupe key) become one event, the first's id: a new event
+ * keeps its delivery's id. A repeat of a recorded event only bumps its
+ * count (and, if that event was already served, queues it again). Returns
+ * one row per event touched, and the number of deliveries moved.
+ */
+const ADMIT_DELIVERIES_SQL = `
+  with moved as (
+    delete from oura.webhook_inbox where id = any($1::bigint[]) returning *
+  ), firsts as (
+    select distinct on (dedupe_key) id, dedupe_key, event_type, data_type, object_id, user_id, event_time, supported, received_at,
+           sum(deliveries) over (partition by dedupe_key) as deliveries
+    from moved order by dedupe_key, id
+  ), admitted as (
+    insert into oura.webhook_events
+      (id, dedupe_key, event_type, data_type, object_id, user_id, event_time, received_at, deliveries, status, outcome, processed_at)
+    select id, dedupe_key, event_type, data_type, object_id, user_id, event_time, received_at, deliveries,
+           case when supported then 'queued' else 'ignored' end,
+           case when supported then null else 'unsupported_data_type' end,
+           case when supported then null else now() end
+    from firsts
+    on conflict (dedupe_key) do update set
+      deliveries = oura.webhook_events.deliveries + excluded.deliveries,
+      status = case when oura.webhook_events.status = 'done' then 'queued' else oura.webhook_events.status end,
+      outcome = case when oura.webhook_events.status = 'done' then null else oura.webhook_events.outcome end,
+      processed_at = case when oura.webhook_events.status = 'done' then null else oura.webhook_events.processed_at end
+    returning id, status, (xmax = 0) as inserted
+  )
+  select a.id, a.status, a.inserted, (select coalesce(sum(deliveries), 0) from moved)::int as moved from admitted a`;
+
+/** A delivery recorded in the inbox. */
+export interface RecordedDelivery {
+  /** The inbox row; identical deliveries of one batch share it. */
   id: number;
-  status: EventStatus;
-  /** False when this delivery repeats one already recorded. */
-  inserted: boolean;
+}
+
+export interface AdmittedDeliveries {
+  /** Deliveries moved out of the inbox. */
+  deliveries: number;
+  /** Events recorded for the first time and queued for the workers. */
+  queued: number[];
+  /** Recorded events delivered again and (still, or again) queued. */
+  repeats: number[];
+  /** Events recorded as ignored (a data type we do not fetch). */
+  ignored: number;
+  /** Deliveries that repeated an event recorded before or in the same move. */
+  duplicates: number;
 }
 
 export function createEventsRepo(db: Db) {
   const pool = db.$client;
   return {
     /**
-     * Records verified deliveries in one statement (group commit). Events for
-     * a type we do not fetch are recorded as ignored; every other event is
-     * queued (an unknown or disconnected user's is ignored by the worker). A
-     * repeat of a recorded delivery only bumps its count (and, if that event
-     * was already served, queues it again). Deliveries repeating one another
-     * inside the batch share one row; the result is in input order.
+     * Records verified deliveries in the inbox in one statement (group
+     * commit); the result is in input order. `supported`: false for a data
+     * type we do not fetch, admitted as an ignored event. Deliveries
+     * repeating one another inside the batch share one row.
      */
-    async recordDeliveries(batch: Array<{ event: IncomingEvent; supported: boolean }>): Promise<RecordedEvent[]> {
+    async recordDeliveries(batch: Array<{ event: IncomingEvent; supported: boolean }>): Promise<RecordedDelivery[]> {
       const keys = batch.map((b) => dedupeKey(b.event));
-      const firstIndex = new Map<string, number>();
-      const rows: Array<IncomingEvent & { dedupe_key: string; supported: boolean }> = [];
+      const rowOf = new Map<string, IncomingEvent & { dedupe_key: string; supported: boolean; deliveries: number }>();
       keys.forEach((k, i) => {
-        if (firstIndex.has(k)) return;
-        firstIndex.set(k, i);
-        const b = batch[i]!;
-        rows.push({ dedupe_key: k, ...b.event, supported: b.supported });
+        const row = rowOf.get(k);
+        if (row) row.deliveries++;
+        else rowOf.set(k, { dedupe_key: k, ...batch[i]!.event, supported: batch[i]!.supported, deliveries: 1 });
       });
       // A named statement: Postgres plans it once per connection.
-      const result = await pool.query<{ id: string; dedupe_key: string; status: EventStatus; inserted: boolean }>({
-        name: 'oura_record_deliveries_v2',
+      const result = await pool.query<{ id: string; dedupe_key: string }>({
+        name: 'oura_record_deliveries_v3',
         text: RECORD_DELIVERIES_SQL,
-        values: [JSON.stringify(rows)],
+        values: [JSON.stringify([...rowOf.values()])],
       });
-      const byKey = new Map(result.rows.map((r) => [r.dedupe_key, { id: Number(r.id), status: r.status, inserted: r.inserted }]));
-      return keys.map((k, i) => {
-        const row = byKey.get(k)!;
-        // A repeat inside the batch is a duplicate of the first.
-        return firstIndex.get(k) === i ? row : { ...row, inserted: false };
+      const idOf = new Map(result.rows.map((r) => [r.dedupe_key, Number(r.id)]));
+      return keys.map((k) => ({ id: idOf.get(k)! }));
+    },
+
+    /**
+     * Moves these deliveries from the inbox to webhook_events (see
+     * ADMIT_DELIVERIES_SQL). Deliveries no longer in the inbox (admitted
+     * already, by another worker or the sweeper) are skipped.
+     */
+    async admitDeliveries(deliveryIds: number[]): Promise<AdmittedDeliveries> {
+      const out: AdmittedDeliveries = { deliveries: 0, queued: [], repeats: [], ignored: 0, duplicates: 0 };
+      if (deliveryIds.length === 0) return out;
+      const result = await pool.query<{ id: string; status: EventStatus; inserted: boolean; moved: number }>({
+        name: 'oura_admit_deliveries_v1',
+        text: ADMIT_DELIVERIES_SQL,
+        values: [`{${deliveryIds.join(',')}}`],
       });
+      let inserted = 0;
+      for (const r of result.rows) {
+        out.deliveries = r.moved;
+        if (r.inserted) inserted++;
+        if (r.status === 'ignored') out.ignored++;
+        else if (r.status === 'queued') (r.inserted ? out.queued : out.repeats).push(Number(r.id));
+      }
+      out.duplicates = out.deliveries - inserted;
+      return out;
+    },
+
+    /** Inbox rows recorded before `before`: deliveries whose intake job was lost, for the sweeper. */
+    async staleDeliveries(before: Date, limit = 1000): Promise<number[]> {
+      const rows = await db
+        .select({ id: webhookInbox.id })
+        .from(webhookInbox)
+        .where(lt(webhookInbox.received_at, before))
+        .orderBy(asc(webhookInbox.id))
+        .limit(limit);
+      return rows.map((r) => r.id);
     },
 
     async get(id: number) {

@@ -96,14 +96,16 @@ export function createUsersRepo(db: Db) {
     },
 
     /**
-     * Active users and when the newest webhook arrived (for the silence alert).
-     * The newest by id (ids grow with time): an index lookup, where
+     * Active users and when the newest webhook arrived (for the silence alert):
+     * in the inbox if it waits there, else among the admitted events. The
+     * newest by id (ids grow with time): index lookups, where
      * max(received_at) would read the whole table every tick.
      */
     async webhookActivity(): Promise<{ active: number; lastWebhookAt: Date | null }> {
       const result = await db.execute<{ active: number; last: string | null }>(sql`
         select (select count(*)::int from oura.users where status = 'active') as active,
-               (select received_at from oura.webhook_events order by id desc limit 1) as last`);
+               greatest((select received_at from oura.webhook_inbox order by id desc limit 1),
+                        (select received_at from oura.webhook_events order by id desc limit 1)) as last`);
       const row = result.rows[0]!;
       return { active: row.active, lastWebhookAt: row.last ? new Date(row.last) : null };
     },

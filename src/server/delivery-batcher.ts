@@ -1,4 +1,4 @@
-import type { EventsRepo, IncomingEvent, RecordedEvent } from '../db/events.js';
+import type { EventsRepo, IncomingEvent, RecordedDelivery } from '../db/events.js';
 import type { IntakeQueue } from '../workers/queues.js';
 import { withTimeout } from '../timeout.js';
 import { AppError } from './errors.js';
@@ -6,7 +6,7 @@ import { AppError } from './errors.js';
 interface Pending {
   event: IncomingEvent;
   supported: boolean;
-  resolve: (r: RecordedEvent) => void;
+  resolve: (r: RecordedDelivery) => void;
   reject: (e: unknown) => void;
 }
 
@@ -16,8 +16,8 @@ export interface DeliveryBatcherOptions {
   /** Bounds how long queueing may wait on Redis before its events are left to the sweeper. */
   queueTimeoutMs?: number;
   onError?: (stage: 'database' | 'queue', err: Error) => void;
-  /** Recorded events not queued here (Redis failed or fell behind): the sweeper queues them. */
-  onUnqueued?: (events: number) => void;
+  /** Recorded deliveries not queued here (Redis failed or fell behind): the sweeper admits them. */
+  onUnqueued?: (deliveries: number) => void;
 }
 
 /** Most deliveries written by one statement. */
@@ -28,9 +28,9 @@ const MAX_BATCH = 500;
  * ahead of 2 and 3 (BENCHMARKS.md).
  */
 const MAX_IN_FLIGHT = 1;
-/** Most recorded events waiting to be queued; beyond it they are left to the sweeper. */
+/** Most recorded deliveries waiting to be queued; beyond it they are left to the sweeper. */
 const MAX_UNQUEUED = 50_000;
-/** Most event ids in one intake job. */
+/** Most delivery ids in one intake job. */
 const MAX_IDS_PER_JOB = 1000;
 /**
  * How long queueing waits after a commit for later commits to join the same
@@ -42,27 +42,26 @@ const QUEUE_LINGER_MS = 20;
 
 /**
  * Group commit for the webhook's acceptance path. Deliveries that arrive
- * together form a batch, written by one Postgres statement; every delivery
- * is answered as soon as that statement has committed, so an acknowledged
- * event is durable. If Postgres fails, every delivery of the batch gets a
- * 503 and Oura retries it.
+ * together form a batch, appended to the inbox (oura.webhook_inbox) by one
+ * Postgres statement; every delivery is answered as soon as that statement
+ * has committed, so an acknowledged delivery is durable. If Postgres fails,
+ * every delivery of the batch gets a 503 and Oura retries it.
  *
- * Queueing follows the commit, off the response path: the event ids of
+ * Queueing follows the commit, off the response path: the delivery ids of
  * whatever batches committed meanwhile (and within QUEUE_LINGER_MS after)
- * go to Redis in one intake job (one command; a worker expands it into
- * per-event jobs), one job at a time. If Redis fails or falls MAX_UNQUEUED
- * events behind, those events stay `queued` in Postgres and the sweeper
- * queues them after SWEEP_GRACE_S, as it does after a crash between the
- * two steps.
+ * go to Redis in one intake job (one command; a worker admits the
+ * deliveries to webhook_events and queues a job per event), one job at a
+ * time. If Redis fails or falls MAX_UNQUEUED deliveries behind, those stay
+ * in the inbox and the sweeper admits them after SWEEP_GRACE_S, as it does
+ * after a crash between the two steps.
  */
 export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
   const queueTimeoutMs = opts.queueTimeoutMs ?? 3000;
   let waiting: Pending[] = [];
   let inFlight = 0;
   let scheduled = false;
-  // Committed, not yet queued: new events, and repeats of recorded ones (rare: Oura retrying).
+  // Committed, not yet queued.
   let unqueued: number[] = [];
-  let repeats = new Set<number>();
   let draining = false;
   let drained: Promise<void> = Promise.resolve();
 
@@ -82,7 +81,7 @@ export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
     const batch = waiting.slice(0, MAX_BATCH);
     waiting = waiting.slice(batch.length);
     try {
-      let recorded: RecordedEvent[];
+      let recorded: RecordedDelivery[];
       try {
         recorded = await opts.events.recordDeliveries(batch.map((p) => ({ event: p.event, supported: p.supported })));
       } catch (err) {
@@ -99,14 +98,12 @@ export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
     }
   }
 
-  function toQueue(recorded: RecordedEvent[]): void {
+  function toQueue(recorded: RecordedDelivery[]): void {
     let dropped = 0;
-    for (const r of recorded) {
-      if (r.status !== 'queued') continue;
-      if (unqueued.length + repeats.size >= MAX_UNQUEUED) dropped++;
-      else if (r.inserted) unqueued.push(r.id);
-      // A repeat makes sure a job will run (and follows one that is running).
-      else repeats.add(r.id);
+    // Identical deliveries of one batch share a row.
+    for (const id of new Set(recorded.map((r) => r.id))) {
+      if (unqueued.length >= MAX_UNQUEUED) dropped++;
+      else unqueued.push(id);
     }
     if (dropped > 0) opts.onUnqueued?.(dropped);
     if (!draining) {
@@ -118,16 +115,14 @@ export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
   async function drainQueue(): Promise<void> {
     try {
       await new Promise((resolve) => setTimeout(resolve, QUEUE_LINGER_MS));
-      while (unqueued.length > 0 || repeats.size > 0) {
-        const eventIds = unqueued.slice(0, MAX_IDS_PER_JOB);
-        unqueued = unqueued.slice(eventIds.length);
-        const again = [...repeats];
-        repeats = new Set();
+      while (unqueued.length > 0) {
+        const deliveryIds = unqueued.slice(0, MAX_IDS_PER_JOB);
+        unqueued = unqueued.slice(deliveryIds.length);
         try {
-          await withTimeout(opts.intake.add('deliveries', { eventIds, repeats: again }), queueTimeoutMs, 'queueing');
+          await withTimeout(opts.intake.add('deliveries', { deliveryIds }), queueTimeoutMs, 'queueing');
         } catch (err) {
           opts.onError?.('queue', err as Error);
-          opts.onUnqueued?.(eventIds.length + again.length);
+          opts.onUnqueued?.(deliveryIds.length);
         }
       }
     } finally {
@@ -141,15 +136,15 @@ export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
      * Records one delivery together with whatever arrives alongside it;
      * resolves once it is committed (its queueing follows).
      */
-    submit(event: IncomingEvent, supported: boolean): Promise<RecordedEvent> {
+    submit(event: IncomingEvent, supported: boolean): Promise<RecordedDelivery> {
       return new Promise((resolve, reject) => {
         waiting.push({ event, supported, resolve, reject });
         schedule();
       });
     },
     /**
-     * Waits, at most `timeoutMs`, for the events already committed to be
-     * queued; returns how many are not (the sweeper queues them).
+     * Waits, at most `timeoutMs`, for the deliveries already committed to
+     * be queued; returns how many are not (the sweeper admits them).
      */
     async drain(timeoutMs = queueTimeoutMs): Promise<number> {
       let timer: NodeJS.Timeout | undefined;
@@ -161,7 +156,7 @@ export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
         deadline,
       ]);
       clearTimeout(timer);
-      return unqueued.length + repeats.size;
+      return unqueued.length;
     },
   };
 }

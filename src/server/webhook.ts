@@ -32,15 +32,19 @@ export interface WebhookDeps {
   /** Bounds how long queueing may wait on Redis before its events are left to the sweeper. */
   queueTimeoutMs?: number;
   onDelivery?: (outcome: string) => void;
-  /** Recorded events this api could not queue; the sweeper queues them. */
-  onUnqueued?: (events: number) => void;
+  /** Recorded deliveries this api could not queue; the sweeper admits them. */
+  onUnqueued?: (deliveries: number) => void;
 }
 
-/** What a delivery gets back (serialized by a compiled schema). */
+/**
+ * What a delivery gets back (serialized by a compiled schema): `accepted`,
+ * or `ignored` for a data type we do not fetch, and the delivery's id in
+ * the inbox, which becomes the event's id unless it repeats a recorded one.
+ */
 const ACK_SCHEMA = {
   type: 'object',
-  properties: { status: { type: 'string' }, event_id: { type: 'integer' } },
-  required: ['status', 'event_id'],
+  properties: { status: { type: 'string' }, delivery_id: { type: 'integer' } },
+  required: ['status', 'delivery_id'],
 } as const;
 
 function parseTimestamp(raw: string): number | null {
@@ -58,13 +62,13 @@ export async function webhookRoutes(app: FastifyInstance, deps: WebhookDeps) {
     onError: (stage, err) =>
       stage === 'database'
         ? app.log.error({ stage, err: { message: err.message } }, 'could not record webhook deliveries; answered 503')
-        : app.log.error({ stage, err: { message: err.message } }, 'could not queue recorded webhook events; the sweeper will'),
+        : app.log.error({ stage, err: { message: err.message } }, 'could not queue recorded webhook deliveries; the sweeper will'),
     onUnqueued: deps.onUnqueued,
   });
   const activity = createWebhookActivity(deps.users, app.log);
   app.addHook('onClose', async () => {
     const left = await batcher.drain();
-    if (left > 0) app.log.warn({ events: left }, 'recorded webhook events not queued at shutdown; the sweeper will');
+    if (left > 0) app.log.warn({ deliveries: left }, 'recorded webhook deliveries not queued at shutdown; the sweeper will');
     await activity.close();
   });
   const refuse = (code: Parameters<typeof deps.onDelivery & {}>[0], err: AppError) => {
@@ -122,18 +126,20 @@ export async function webhookRoutes(app: FastifyInstance, deps: WebhookDeps) {
       }
       const event = { ...parsed.data, event_time: new Date(parsed.data.event_time).toISOString() };
 
+      const supported = isDocumentType(event.data_type);
       let recorded;
       try {
-        recorded = await batcher.submit(event, isDocumentType(event.data_type));
+        recorded = await batcher.submit(event, supported);
       } catch (err) {
         const e = err instanceof AppError ? err : new AppError('database_unavailable', 'event store unavailable; retry later');
         throw refuse('unavailable', e);
       }
-      const outcome = recorded.status === 'ignored' ? 'ignored' : recorded.inserted ? 'accepted' : 'duplicate';
-      if (recorded.status !== 'ignored') activity.note(event.user_id);
+      // Whether it repeats a recorded event is the intake worker's to find (counted there as `duplicate`).
+      const outcome = supported ? 'accepted' : 'ignored';
+      if (supported) activity.note(event.user_id);
       deps.onDelivery?.(outcome);
-      req.log.debug({ eventId: recorded.id, dataType: event.data_type, outcome }, 'webhook received');
-      return reply.code(200).send({ status: outcome, event_id: recorded.id });
+      req.log.debug({ deliveryId: recorded.id, dataType: event.data_type, outcome }, 'webhook received');
+      return reply.code(200).send({ status: outcome, delivery_id: recorded.id });
     });
   });
 }

@@ -2,7 +2,7 @@ import type { Deps } from '../deps.js';
 import { observeWorker } from '../metrics.js';
 import { createBackfillWorker, resumeBackfills } from './backfill.js';
 import { createEventWorker } from './event-worker.js';
-import { createIntakeWorker } from './intake-worker.js';
+import { createIntakeWorker, intakeDeps } from './intake-worker.js';
 import { createMaintenanceWorker, maintenanceTasks, scheduleMaintenance } from './maintenance.js';
 import { startSweeper } from './sweeper.js';
 
@@ -14,7 +14,7 @@ export function startWorkers(deps: Deps) {
     concurrency: deps.config.WORKER_CONCURRENCY,
     lockDurationMs: deps.config.JOB_LOCK_MS,
   });
-  const intakeWorker = createIntakeWorker(deps, deps.workerConnection());
+  const intakeWorker = createIntakeWorker({ ...intakeDeps(deps), prefix: deps.prefix }, deps.workerConnection());
   const tasks = maintenanceTasks(deps);
   const maintenanceWorker = createMaintenanceWorker(deps, tasks, deps.workerConnection());
   const backfillWorker = createBackfillWorker(deps, deps.workerConnection(), Math.max(1, Math.ceil(deps.config.WORKER_CONCURRENCY / 4)));

@@ -1,26 +1,54 @@
 import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type { AdmittedDeliveries, EventsRepo } from '../db/events.js';
+import type { Deps } from '../deps.js';
 import { INTAKE_QUEUE, IntakeJob, queueEvents, requeueEvents, type EventQueue } from './queues.js';
 
-export interface IntakeWorkerDeps {
+export interface IntakeDeps {
+  events: Pick<EventsRepo, 'admitDeliveries'>;
   queue: EventQueue;
-  prefix: string;
+  /** Told what each admission did (the deliveries counter counts the duplicates). */
+  onAdmitted?: (admitted: AdmittedDeliveries) => void;
+}
+
+/** The intake's dependencies in a process: duplicates found are counted as deliveries of outcome `duplicate`. */
+export function intakeDeps(deps: Deps): IntakeDeps {
+  return {
+    events: deps.events,
+    queue: deps.queue,
+    onAdmitted: (a) => {
+      if (a.duplicates > 0) deps.metrics.deliveries.inc({ outcome: 'duplicate' }, a.duplicates);
+    },
+  };
 }
 
 /**
- * Expands each batch the webhook endpoint accepted into one events-queue job
- * per event (job id `evt-<event id>`, so running a batch twice queues nothing
- * twice), and makes sure a repeated delivery runs again: a finished event's
- * job is replaced, and one being served gets a follow-up.
+ * Moves deliveries from the inbox to webhook_events, then queues one
+ * events-queue job per new event (job id `evt-<event id>`, so queueing twice
+ * queues nothing twice) and makes sure a repeated delivery runs again: a
+ * finished event's job is replaced, and one being served gets a follow-up.
+ * If queueing fails after the move, the events are `queued` rows that the
+ * sweeper queues after SWEEP_GRACE_S.
  */
-export function createIntakeWorker(deps: IntakeWorkerDeps, connection: Redis, concurrency = 4) {
+export async function admitAndQueue(deps: IntakeDeps, deliveryIds: number[]) {
+  const admitted = await deps.events.admitDeliveries(deliveryIds);
+  deps.onAdmitted?.(admitted);
+  await queueEvents(deps.queue, admitted.queued);
+  const requeued = admitted.repeats.length > 0 ? await requeueEvents(deps.queue, admitted.repeats, { followActive: true }) : 0;
+  return { deliveries: admitted.deliveries, queued: admitted.queued.length, requeued, ignored: admitted.ignored, duplicates: admitted.duplicates };
+}
+
+/** Runs the intake queue: each job is one admitAndQueue. */
+export function createIntakeWorker(deps: IntakeDeps & { prefix: string }, connection: Redis, concurrency = 4) {
   return new Worker<IntakeJob>(
     INTAKE_QUEUE,
     async (job) => {
-      const { eventIds, repeats } = IntakeJob.parse(job.data);
-      await queueEvents(deps.queue, eventIds);
-      const requeued = repeats.length > 0 ? await requeueEvents(deps.queue, repeats, { followActive: true }) : 0;
-      return { queued: eventIds.length, requeued };
+      const data = IntakeJob.parse(job.data);
+      if ('deliveryIds' in data) return admitAndQueue(deps, data.deliveryIds);
+      // Queued by an api from before the inbox: the events are recorded already.
+      await queueEvents(deps.queue, data.eventIds);
+      const requeued = data.repeats.length > 0 ? await requeueEvents(deps.queue, data.repeats, { followActive: true }) : 0;
+      return { queued: data.eventIds.length, requeued };
     },
     { connection, prefix: deps.prefix, concurrency, autorun: false },
   );

@@ -11,16 +11,24 @@ export type EventJob = z.infer<typeof EventJob>;
 
 /**
  * Queue between the webhook endpoint and the events queue. The ids of the
- * events the endpoint committed since its last job, and in the 20 ms after
- * (one batch or several, at most 1000), become one job here, so a burst
- * costs one small job per 20 ms instead of one per event; a worker expands
- * it into the per-event jobs of EVENTS_QUEUE.
+ * deliveries the endpoint committed to the inbox since its last job, and in
+ * the 20 ms after (one batch or several, at most 1000), become one job here,
+ * so a burst costs one small job per 20 ms instead of one per event; a
+ * worker admits them to webhook_events and queues the per-event jobs of
+ * EVENTS_QUEUE.
  */
 export const INTAKE_QUEUE = 'oura-intake';
 
-const EventId = z.number().int().positive();
-/** Ids only. `eventIds`: newly recorded events; `repeats`: recorded events Oura delivered again. */
-export const IntakeJob = z.object({ eventIds: z.array(EventId), repeats: z.array(EventId).default([]) });
+const Id = z.number().int().positive();
+/**
+ * Ids only. `deliveryIds`: rows of oura.webhook_inbox. The older shape
+ * (`eventIds`: newly recorded events; `repeats`: recorded events Oura
+ * delivered again), queued by an api from before the inbox, is still run.
+ */
+export const IntakeJob = z.union([
+  z.object({ deliveryIds: z.array(Id) }),
+  z.object({ eventIds: z.array(Id), repeats: z.array(Id).default([]) }),
+]);
 export type IntakeJob = z.input<typeof IntakeJob>;
 
 export function createIntakeQueue(connection: Redis, prefix: string) {
