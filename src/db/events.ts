@@ -1,4 +1,3 @@
-import { hash } from 'node:crypto';
 import { and, asc, eq, inArray, lt, lte, sql } from 'drizzle-orm';
 import type { Db } from './index.js';
 import { webhookEvents, webhookInbox, type EventStatus } from './schema/core.js';
@@ -11,23 +10,37 @@ export interface IncomingEvent {
   user_id: string;
 }
 
-/** Oura's retries of one delivery carry the same content; this names that content. */
-export function dedupeKey(e: IncomingEvent): string {
-  return hash('sha256', [e.event_type, e.data_type, e.object_id, e.event_time, e.user_id].join('\u0000'), 'hex');
-}
-
 /**
  * Group commit of verified deliveries: one JSON parameter for the whole
  * batch, one append to oura.webhook_inbox (its only index is the primary
  * key). Deduplication, and whether the user is connected, are the intake
  * worker's and the event worker's questions, asked off the response path.
+ * The rows are inserted in the order of the array, so the ids drawn from
+ * the sequence ascend in that order (`order by ord`; node-postgres reads
+ * the result, the caller sorts it).
  */
 const RECORD_DELIVERIES_SQL = `
-  insert into oura.webhook_inbox (dedupe_key, event_type, data_type, object_id, user_id, event_time, supported, deliveries)
-  select dedupe_key, event_type, data_type, object_id, user_id, event_time::timestamptz, supported, deliveries
-  from json_to_recordset($1::json)
-    as t(dedupe_key text, event_type text, data_type text, object_id text, user_id text, event_time text, supported boolean, deliveries int)
-  returning id, dedupe_key`;
+  insert into oura.webhook_inbox (event_type, data_type, object_id, user_id, event_time, supported)
+  select event_type, data_type, object_id, user_id, event_time::timestamptz, supported
+  from rows from (json_to_recordset($1::json)
+    as (event_type text, data_type text, object_id text, user_id text, event_time text, supported boolean)) with ordinality
+    as t(event_type, data_type, object_id, user_id, event_time, supported, ord)
+  order by ord
+  returning id`;
+
+/**
+ * What names an event's content, so that Oura's retries of one delivery
+ * collapse into one event: the hex sha256 of event type, data type, object
+ * id, event time (ISO 8601 in UTC with milliseconds, as JavaScript's
+ * toISOString writes it) and user id, joined by NUL bytes. Recorded rows
+ * carry it as webhook_events.dedupe_key (the api computed it in JavaScript
+ * before the inbox; test/webhook.test.ts checks both agree).
+ */
+const DEDUPE_KEY_SQL = `encode(sha256(
+    convert_to(event_type, 'UTF8') || '\\x00'::bytea || convert_to(data_type, 'UTF8') || '\\x00'::bytea ||
+    convert_to(object_id, 'UTF8') || '\\x00'::bytea ||
+    convert_to(to_char(event_time at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), 'UTF8') || '\\x00'::bytea ||
+    convert_to(user_id, 'UTF8')), 'hex')`;
 
 /**
  * Moves deliveries from the inbox to webhook_events in one statement, so a
@@ -39,10 +52,11 @@ const RECORD_DELIVERIES_SQL = `
  */
 const ADMIT_DELIVERIES_SQL = `
   with moved as (
-    delete from oura.webhook_inbox where id = any($1::bigint[]) returning *
+    delete from oura.webhook_inbox where id = any($1::bigint[])
+    returning *, ${DEDUPE_KEY_SQL} as dedupe_key
   ), firsts as (
     select distinct on (dedupe_key) id, dedupe_key, event_type, data_type, object_id, user_id, event_time, supported, received_at,
-           sum(deliveries) over (partition by dedupe_key) as deliveries
+           count(*) over (partition by dedupe_key) as deliveries
     from moved order by dedupe_key, id
   ), admitted as (
     insert into oura.webhook_events
@@ -59,11 +73,11 @@ const ADMIT_DELIVERIES_SQL = `
       processed_at = case when oura.webhook_events.status = 'done' then null else oura.webhook_events.processed_at end
     returning id, status, (xmax = 0) as inserted
   )
-  select a.id, a.status, a.inserted, (select coalesce(sum(deliveries), 0) from moved)::int as moved from admitted a`;
+  select a.id, a.status, a.inserted, (select count(*) from moved)::int as moved from admitted a`;
 
 /** A delivery recorded in the inbox. */
 export interface RecordedDelivery {
-  /** The inbox row; identical deliveries of one batch share it. */
+  /** Its row in the inbox. */
   id: number;
 }
 
@@ -86,25 +100,18 @@ export function createEventsRepo(db: Db) {
     /**
      * Records verified deliveries in the inbox in one statement (group
      * commit); the result is in input order. `supported`: false for a data
-     * type we do not fetch, admitted as an ignored event. Deliveries
-     * repeating one another inside the batch share one row.
+     * type we do not fetch, admitted as an ignored event.
      */
     async recordDeliveries(batch: Array<{ event: IncomingEvent; supported: boolean }>): Promise<RecordedDelivery[]> {
-      const keys = batch.map((b) => dedupeKey(b.event));
-      const rowOf = new Map<string, IncomingEvent & { dedupe_key: string; supported: boolean; deliveries: number }>();
-      keys.forEach((k, i) => {
-        const row = rowOf.get(k);
-        if (row) row.deliveries++;
-        else rowOf.set(k, { dedupe_key: k, ...batch[i]!.event, supported: batch[i]!.supported, deliveries: 1 });
-      });
       // A named statement: Postgres plans it once per connection.
-      const result = await pool.query<{ id: string; dedupe_key: string }>({
+      const result = await pool.query<{ id: string }>({
         name: 'oura_record_deliveries_v3',
         text: RECORD_DELIVERIES_SQL,
-        values: [JSON.stringify([...rowOf.values()])],
+        values: [JSON.stringify(batch.map((b) => ({ ...b.event, supported: b.supported })))],
       });
-      const idOf = new Map(result.rows.map((r) => [r.dedupe_key, Number(r.id)]));
-      return keys.map((k) => ({ id: idOf.get(k)! }));
+      if (result.rows.length !== batch.length) throw new Error(`recorded ${result.rows.length} of ${batch.length} deliveries`);
+      const ids = result.rows.map((r) => Number(r.id)).sort((x, y) => x - y);
+      return ids.map((id) => ({ id }));
     },
 
     /**

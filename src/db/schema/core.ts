@@ -93,16 +93,14 @@ export const webhookEvents = oura.table(
  * write of the webhook's acceptance path. An append with one index (the
  * primary key), where an insert into webhook_events updates four and checks
  * the dedupe key first; bench:ingest measured the difference (BENCHMARKS.md).
- * The intake worker moves rows from here to webhook_events (deduplicating
- * them there) and deletes them; the sweeper moves any left behind. Ids come
- * from webhook_events' sequence, so a new event keeps its delivery's id.
- * `deliveries`: identical deliveries that arrived in one batch.
+ * The intake worker moves rows from here to webhook_events, deduplicating
+ * them there, and the sweeper moves any left behind. Ids come from
+ * webhook_events' sequence, so a new event keeps its delivery's id.
  */
 export const webhookInbox = oura.table('webhook_inbox', {
   id: bigint('id', { mode: 'number' })
     .primaryKey()
     .default(sql`nextval('oura.webhook_events_id_seq')`),
-  dedupe_key: identifier('dedupe_key').notNull(),
   event_type: text('event_type').notNull(),
   data_type: identifier('data_type').notNull(),
   object_id: identifier('object_id').notNull(),
@@ -110,7 +108,6 @@ export const webhookInbox = oura.table('webhook_inbox', {
   event_time: timestamp('event_time', { withTimezone: true, mode: 'string' }).notNull(),
   /** False for a data type we do not fetch: admitted as an ignored event. */
   supported: boolean('supported').notNull(),
-  deliveries: integer('deliveries').notNull().default(1),
   received_at: timestamp('received_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
 });
 
