@@ -153,7 +153,11 @@ async function run() {
           [live],
         )
       ).rows;
-    for (let i = 0; i < 60 && (await liveEvents()).some((e) => e.status === 'queued'); i++) await new Promise((r) => setTimeout(r, 500));
+    const inInbox = async () =>
+      Number((await stack.pool.query<{ n: string }>('select count(*) as n from oura.webhook_inbox where user_id = any($1)', [live])).rows[0]!.n);
+    for (let i = 0; i < 60 && ((await inInbox()) > 0 || (await liveEvents()).some((e) => e.status === 'queued')); i++) {
+      await new Promise((r) => setTimeout(r, 500));
+    }
     const events = await liveEvents();
     const freshness = events.filter((e) => e.processed_at).map((e) => (e.processed_at!.getTime() - e.received_at.getTime()) / 1000);
 

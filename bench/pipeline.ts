@@ -152,12 +152,14 @@ async function runTrace(stack: BenchStack, trace: Trace, userIds: string[]): Pro
   const played: PlayResult = await play(trace, stack.sim.url, userIds);
   log(`${trace.name}: trace played in ${((played.finishedAt - played.startedAt) / 1000).toFixed(1)} s; waiting for the queue to drain`);
 
-  // Drained: every recorded event of the trace's users has left 'queued'.
+  // Drained: every delivery of the trace's users admitted from the inbox, and every event left 'queued'.
   const drainDeadline = Date.now() + drainTimeoutMs;
   let drained = false;
   for (;;) {
     const { rows } = await stack.pool.query<{ queued: string }>(
-      `select count(*) filter (where status in ('queued', 'parked')) as queued from oura.webhook_events where user_id = any($1)`,
+      `select count(*) filter (where status in ('queued', 'parked'))
+                + (select count(*) from oura.webhook_inbox where user_id = any($1)) as queued
+         from oura.webhook_events where user_id = any($1)`,
       [userIds],
     );
     if (Number(rows[0]!.queued) === 0) {

@@ -461,8 +461,10 @@ async function main(): Promise<number> {
   const traceBar = createBar('webhooks');
   let tracing = true;
   const eventCounts = async () => {
+    // Pending: deliveries not yet admitted from the inbox, and events not yet served.
     const { rows } = await pool.query<{ pending: string; finished: string }>(
-      `select count(*) filter (where status in ('queued', 'parked')) as pending,
+      `select count(*) filter (where status in ('queued', 'parked'))
+                + (select count(*) from oura.webhook_inbox where user_id = any($1)) as pending,
               count(*) filter (where status not in ('queued', 'parked')) as finished
          from oura.webhook_events where user_id = any($1)`,
       [userIds],
