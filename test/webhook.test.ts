@@ -219,7 +219,7 @@ describe('webhook endpoint', () => {
   test('bad signature, stale timestamp, malformed body and oversized body are refused and leave no trace', async () => {
     const before = await counts();
     const body = JSON.stringify(event());
-    const cases: Array<{ name: string; payload: string | Buffer; headers: Record<string, string>; status: number; code: string }> = [
+    const cases: Array<{ name: string; payload: string | Buffer; headers: Record<string, string>; status: number; code: string; message?: RegExp }> = [
       { name: 'wrong secret', payload: body, headers: signed(body, { secret: 'other' }), status: 401, code: 'invalid_signature' },
       { name: 'tampered body', payload: body.replace('create', 'delete'), headers: signed(body), status: 401, code: 'invalid_signature' },
       { name: 'no signature', payload: body, headers: { 'content-type': 'application/json' }, status: 401, code: 'missing_signature' },
@@ -229,6 +229,10 @@ describe('webhook endpoint', () => {
       ...(() => {
         const b = JSON.stringify({ ...event(), event_type: 'explode' });
         return [{ name: 'bad event_type', payload: b, headers: signed(b), status: 400, code: 'invalid_body' }];
+      })(),
+      ...(() => {
+        const b = JSON.stringify({ ...event(), event_time: 'yesterday' });
+        return [{ name: 'bad event_time', payload: b, headers: signed(b), status: 400, code: 'invalid_body', message: /^event_time: / }];
       })(),
       ...(() => {
         const b = JSON.stringify({ ...event(), object_id: undefined });
@@ -245,6 +249,7 @@ describe('webhook endpoint', () => {
       assert.equal(res.headers['content-type']?.toString().startsWith('application/json'), true, c.name);
       assert.equal(res.json().code, c.code, c.name);
       assert.equal(typeof res.json().message, 'string', c.name);
+      if (c.message) assert.match(res.json().message, c.message, c.name);
     }
     assert.deepEqual(await counts(), before);
   });

@@ -107,7 +107,11 @@ export function createEventsRepo(db: Db) {
       const result = await pool.query<{ id: string }>({
         name: 'oura_record_deliveries_v3',
         text: RECORD_DELIVERIES_SQL,
-        values: [JSON.stringify(batch.map((b) => ({ ...b.event, supported: b.supported })))],
+        values: [
+          JSON.stringify(
+            batch.map(({ event: e, supported }) => ({ event_type: e.event_type, data_type: e.data_type, object_id: e.object_id, user_id: e.user_id, event_time: e.event_time, supported })),
+          ),
+        ],
       });
       if (result.rows.length !== batch.length) throw new Error(`recorded ${result.rows.length} of ${batch.length} deliveries`);
       const ids = result.rows.map((r) => Number(r.id)).sort((x, y) => x - y);

@@ -17,7 +17,8 @@ export const WebhookBody = z.object({
   event_type: z.enum(['create', 'update', 'delete']),
   data_type: z.string().min(1).max(64),
   object_id: z.string().min(1).max(256),
-  event_time: z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 date-time'),
+  /** Checked as a date-time (and normalized) by the handler, which parses it once. */
+  event_time: z.string(),
   user_id: z.string().min(1).max(256),
 });
 
@@ -124,7 +125,10 @@ export async function webhookRoutes(app: FastifyInstance, deps: WebhookDeps) {
         const issue = parsed.error.issues[0]!;
         throw refuse('body', new AppError('invalid_body', `${issue.path.join('.') || 'body'}: ${issue.message}`));
       }
-      const event = { ...parsed.data, event_time: new Date(parsed.data.event_time).toISOString() };
+      const { data } = parsed;
+      const time = Date.parse(data.event_time);
+      if (Number.isNaN(time)) throw refuse('body', new AppError('invalid_body', 'event_time: must be an ISO 8601 date-time'));
+      const event = { event_type: data.event_type, data_type: data.data_type, object_id: data.object_id, event_time: new Date(time).toISOString(), user_id: data.user_id };
 
       const supported = isDocumentType(event.data_type);
       let recorded;
