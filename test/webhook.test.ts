@@ -362,7 +362,13 @@ describe('webhook endpoint with a store down', () => {
     const worker = createDeps(testConfig({ DATABASE_URL: db.url, REDIS_URL: redisUrl, SWEEP_GRACE_S: '1' }), { prefix });
     try {
       await new Promise((r) => setTimeout(r, 1100));
+      // A delivery recorded just now is its intake job's to admit, not the sweeper's.
+      const { rows } = await worker.pool.query<{ id: string }>(
+        `insert into oura.webhook_inbox (event_type, data_type, object_id, user_id, event_time, supported)
+         values ('create', 'daily_sleep', 'obj-fresh', 'user-known', now(), true) returning id`,
+      );
       assert.deepEqual(await sweepOnce(worker), { admitted: 2, requeued: 0 });
+      assert.equal((await worker.pool.query('select 1 from oura.webhook_inbox where id = $1', [rows[0]!.id])).rowCount, 1, 'the fresh one waits');
       for (const id of ids) {
         assert.equal((await worker.events.get(id))?.status, 'queued');
         assert.equal((await worker.queue.getJob(`evt-${id}`))?.data.eventId, id, 'its job queued');

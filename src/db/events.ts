@@ -142,15 +142,19 @@ export function createEventsRepo(db: Db) {
       return out;
     },
 
-    /** Inbox rows recorded before `before`: deliveries whose intake job was lost, for the sweeper. */
+    /**
+     * Inbox rows recorded before `before`: deliveries whose intake job was
+     * lost, for the sweeper. Reads only the `limit` oldest rows (ids grow
+     * with time), so a sweep during a burst does not walk a long inbox of
+     * fresh deliveries.
+     */
     async staleDeliveries(before: Date, limit = 1000): Promise<number[]> {
       const rows = await db
-        .select({ id: webhookInbox.id })
+        .select({ id: webhookInbox.id, received_at: webhookInbox.received_at })
         .from(webhookInbox)
-        .where(lt(webhookInbox.received_at, before))
         .orderBy(asc(webhookInbox.id))
         .limit(limit);
-      return rows.map((r) => r.id);
+      return rows.filter((r) => r.received_at < before).map((r) => r.id);
     },
 
     async get(id: number) {
