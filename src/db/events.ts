@@ -104,9 +104,10 @@ export function createEventsRepo(db: Db) {
      */
     async recordDeliveries(batch: Array<{ event: IncomingEvent; supported: boolean }>): Promise<RecordedDelivery[]> {
       // A named statement: Postgres plans it once per connection.
-      const result = await pool.query<{ id: string }>({
+      const result = await pool.query<[string]>({
         name: 'oura_record_deliveries_v3',
         text: RECORD_DELIVERIES_SQL,
+        rowMode: 'array',
         values: [
           JSON.stringify(
             batch.map(({ event: e, supported }) => ({ event_type: e.event_type, data_type: e.data_type, object_id: e.object_id, user_id: e.user_id, event_time: e.event_time, supported })),
@@ -114,7 +115,7 @@ export function createEventsRepo(db: Db) {
         ],
       });
       if (result.rows.length !== batch.length) throw new Error(`recorded ${result.rows.length} of ${batch.length} deliveries`);
-      const ids = result.rows.map((r) => Number(r.id)).sort((x, y) => x - y);
+      const ids = result.rows.map((r) => Number(r[0])).sort((x, y) => x - y);
       return ids.map((id) => ({ id }));
     },
 

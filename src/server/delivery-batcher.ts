@@ -78,12 +78,12 @@ export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
   async function flush(): Promise<void> {
     if (waiting.length === 0 || inFlight >= MAX_IN_FLIGHT) return;
     inFlight++;
-    const batch = waiting.slice(0, MAX_BATCH);
-    waiting = waiting.slice(batch.length);
+    const batch = waiting.length <= MAX_BATCH ? waiting : waiting.slice(0, MAX_BATCH);
+    waiting = batch === waiting ? [] : waiting.slice(MAX_BATCH);
     try {
       let recorded: RecordedDelivery[];
       try {
-        recorded = await opts.events.recordDeliveries(batch.map((p) => ({ event: p.event, supported: p.supported })));
+        recorded = await opts.events.recordDeliveries(batch);
       } catch (err) {
         opts.onError?.('database', err as Error);
         const e = new AppError('database_unavailable', 'event store unavailable; retry later');
