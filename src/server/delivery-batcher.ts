@@ -13,7 +13,7 @@ interface Pending {
 export interface DeliveryBatcherOptions {
   events: EventsRepo;
   intake: IntakeQueue;
-  /** Bounds how long queueing may wait on Redis before its events are left to the sweeper. */
+  /** Bounds how long queueing may wait on Redis before its deliveries are left to the sweeper. */
   queueTimeoutMs?: number;
   onError?: (stage: 'database' | 'queue', err: Error) => void;
   /** Recorded deliveries not queued here (Redis failed or fell behind): the sweeper admits them. */
@@ -100,10 +100,9 @@ export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
 
   function toQueue(recorded: RecordedDelivery[]): void {
     let dropped = 0;
-    // Identical deliveries of one batch share a row.
-    for (const id of new Set(recorded.map((r) => r.id))) {
+    for (const r of recorded) {
       if (unqueued.length >= MAX_UNQUEUED) dropped++;
-      else unqueued.push(id);
+      else unqueued.push(r.id);
     }
     if (dropped > 0) opts.onUnqueued?.(dropped);
     if (!draining) {
@@ -126,7 +125,7 @@ export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
         }
       }
     } finally {
-      // Set in the same turn as the last check above, so no event is left behind.
+      // Set in the same turn as the last check above, so no delivery is left behind.
       draining = false;
     }
   }

@@ -30,7 +30,7 @@ export interface WebhookDeps {
   /** Where each user's last_webhook_at is kept. */
   users: Pick<UsersRepo, 'touchWebhooks'>;
   intake: IntakeQueue;
-  /** Bounds how long queueing may wait on Redis before its events are left to the sweeper. */
+  /** Bounds how long queueing may wait on Redis before its deliveries are left to the sweeper. */
   queueTimeoutMs?: number;
   onDelivery?: (outcome: string) => void;
   /** Recorded deliveries this api could not queue; the sweeper admits them. */
