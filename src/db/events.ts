@@ -16,8 +16,8 @@ export interface IncomingEvent {
  * key). Deduplication, and whether the user is connected, are the intake
  * worker's and the event worker's questions, asked off the response path.
  * The rows are inserted in the order of the array, so the ids drawn from
- * the sequence ascend in that order (`order by ord`; node-postgres reads
- * the result, the caller sorts it).
+ * the sequence ascend in that order (`order by ord`); recordDeliveries
+ * sorts what RETURNING gives.
  */
 const RECORD_DELIVERIES_SQL = `
   insert into oura.webhook_inbox (event_type, data_type, object_id, user_id, event_time, supported)
@@ -75,12 +75,6 @@ const ADMIT_DELIVERIES_SQL = `
   )
   select a.id, a.status, a.inserted, (select count(*) from moved)::int as moved from admitted a`;
 
-/** A delivery recorded in the inbox. */
-export interface RecordedDelivery {
-  /** Its row in the inbox. */
-  id: number;
-}
-
 export interface AdmittedDeliveries {
   /** Deliveries moved out of the inbox. */
   deliveries: number;
@@ -99,10 +93,10 @@ export function createEventsRepo(db: Db) {
   return {
     /**
      * Records verified deliveries in the inbox in one statement (group
-     * commit); the result is in input order. `supported`: false for a data
+     * commit); returns their inbox ids, in input order. `supported`: false for a data
      * type we do not fetch, admitted as an ignored event.
      */
-    async recordDeliveries(batch: Array<{ event: IncomingEvent; supported: boolean }>): Promise<RecordedDelivery[]> {
+    async recordDeliveries(batch: Array<{ event: IncomingEvent; supported: boolean }>): Promise<number[]> {
       // A named statement: Postgres plans it once per connection.
       const result = await pool.query<[string]>({
         name: 'oura_record_deliveries_v3',
@@ -115,8 +109,7 @@ export function createEventsRepo(db: Db) {
         ],
       });
       if (result.rows.length !== batch.length) throw new Error(`recorded ${result.rows.length} of ${batch.length} deliveries`);
-      const ids = result.rows.map((r) => Number(r[0])).sort((x, y) => x - y);
-      return ids.map((id) => ({ id }));
+      return result.rows.map((r) => Number(r[0])).sort((x, y) => x - y);
     },
 
     /**
@@ -132,9 +125,9 @@ export function createEventsRepo(db: Db) {
         text: ADMIT_DELIVERIES_SQL,
         values: [`{${deliveryIds.join(',')}}`],
       });
+      out.deliveries = result.rows[0]?.moved ?? 0;
       let inserted = 0;
       for (const r of result.rows) {
-        out.deliveries = r.moved;
         if (r.inserted) inserted++;
         if (r.status === 'ignored') out.ignored++;
         else if (r.status === 'queued') (r.inserted ? out.queued : out.repeats).push(Number(r.id));

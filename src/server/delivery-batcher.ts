@@ -1,4 +1,4 @@
-import type { EventsRepo, IncomingEvent, RecordedDelivery } from '../db/events.js';
+import type { EventsRepo, IncomingEvent } from '../db/events.js';
 import type { IntakeQueue } from '../workers/queues.js';
 import { withTimeout } from '../timeout.js';
 import { AppError } from './errors.js';
@@ -6,7 +6,8 @@ import { AppError } from './errors.js';
 interface Pending {
   event: IncomingEvent;
   supported: boolean;
-  resolve: (r: RecordedDelivery) => void;
+  /** With the delivery's inbox id. */
+  resolve: (id: number) => void;
   reject: (e: unknown) => void;
 }
 
@@ -81,28 +82,28 @@ export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
     const batch = waiting.length <= MAX_BATCH ? waiting : waiting.slice(0, MAX_BATCH);
     waiting = batch === waiting ? [] : waiting.slice(MAX_BATCH);
     try {
-      let recorded: RecordedDelivery[];
+      let ids: number[];
       try {
-        recorded = await opts.events.recordDeliveries(batch);
+        ids = await opts.events.recordDeliveries(batch);
       } catch (err) {
         opts.onError?.('database', err as Error);
         const e = new AppError('database_unavailable', 'event store unavailable; retry later');
         for (const p of batch) p.reject(e);
         return;
       }
-      batch.forEach((p, i) => p.resolve(recorded[i]!));
-      toQueue(recorded);
+      batch.forEach((p, i) => p.resolve(ids[i]!));
+      toQueue(ids);
     } finally {
       inFlight--;
       schedule();
     }
   }
 
-  function toQueue(recorded: RecordedDelivery[]): void {
+  function toQueue(ids: number[]): void {
     let dropped = 0;
-    for (const r of recorded) {
+    for (const id of ids) {
       if (unqueued.length >= MAX_UNQUEUED) dropped++;
-      else unqueued.push(r.id);
+      else unqueued.push(id);
     }
     if (dropped > 0) opts.onUnqueued?.(dropped);
     if (!draining) {
@@ -135,7 +136,7 @@ export function createDeliveryBatcher(opts: DeliveryBatcherOptions) {
      * Records one delivery together with whatever arrives alongside it;
      * resolves once it is committed (its queueing follows).
      */
-    submit(event: IncomingEvent, supported: boolean): Promise<RecordedDelivery> {
+    submit(event: IncomingEvent, supported: boolean): Promise<number> {
       return new Promise((resolve, reject) => {
         waiting.push({ event, supported, resolve, reject });
         schedule();

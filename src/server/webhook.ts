@@ -131,9 +131,9 @@ export async function webhookRoutes(app: FastifyInstance, deps: WebhookDeps) {
       const event = { event_type: data.event_type, data_type: data.data_type, object_id: data.object_id, event_time: new Date(time).toISOString(), user_id: data.user_id };
 
       const supported = isDocumentType(event.data_type);
-      let recorded;
+      let deliveryId;
       try {
-        recorded = await batcher.submit(event, supported);
+        deliveryId = await batcher.submit(event, supported);
       } catch (err) {
         const e = err instanceof AppError ? err : new AppError('database_unavailable', 'event store unavailable; retry later');
         throw refuse('unavailable', e);
@@ -142,8 +142,8 @@ export async function webhookRoutes(app: FastifyInstance, deps: WebhookDeps) {
       const outcome = supported ? 'accepted' : 'ignored';
       if (supported) activity.note(event.user_id);
       deps.onDelivery?.(outcome);
-      req.log.debug({ deliveryId: recorded.id, dataType: event.data_type, outcome }, 'webhook received');
-      return reply.code(200).send({ status: outcome, delivery_id: recorded.id });
+      req.log.debug({ deliveryId, dataType: event.data_type, outcome }, 'webhook received');
+      return reply.code(200).send({ status: outcome, delivery_id: deliveryId });
     });
   });
 }

@@ -33,9 +33,14 @@ export function intakeDeps(deps: Deps): IntakeDeps {
 export async function admitAndQueue(deps: IntakeDeps, deliveryIds: number[]) {
   const admitted = await deps.events.admitDeliveries(deliveryIds);
   deps.onAdmitted?.(admitted);
-  await queueEvents(deps.queue, admitted.queued);
-  const requeued = admitted.repeats.length > 0 ? await requeueEvents(deps.queue, admitted.repeats, { followActive: true }) : 0;
+  const requeued = await queueRecorded(deps.queue, admitted.queued, admitted.repeats);
   return { deliveries: admitted.deliveries, queued: admitted.queued.length, requeued, ignored: admitted.ignored, duplicates: admitted.duplicates };
+}
+
+/** Queues new events' jobs, and makes sure repeated ones run again; returns how many repeats were (re)queued. */
+async function queueRecorded(queue: EventQueue, eventIds: number[], repeats: number[]): Promise<number> {
+  await queueEvents(queue, eventIds);
+  return repeats.length > 0 ? requeueEvents(queue, repeats, { followActive: true }) : 0;
 }
 
 /** Runs the intake queue: each job is one admitAndQueue. */
@@ -46,9 +51,7 @@ export function createIntakeWorker(deps: IntakeDeps & { prefix: string }, connec
       const data = IntakeJob.parse(job.data);
       if ('deliveryIds' in data) return admitAndQueue(deps, data.deliveryIds);
       // Queued by an api from before the inbox: the events are recorded already.
-      await queueEvents(deps.queue, data.eventIds);
-      const requeued = data.repeats.length > 0 ? await requeueEvents(deps.queue, data.repeats, { followActive: true }) : 0;
-      return { queued: data.eventIds.length, requeued };
+      return { queued: data.eventIds.length, requeued: await queueRecorded(deps.queue, data.eventIds, data.repeats) };
     },
     { connection, prefix: deps.prefix, concurrency, autorun: false },
   );
