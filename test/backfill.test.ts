@@ -209,6 +209,14 @@ describe('reconciliation', () => {
   test('the reconcile tick queues each active user once per interval and the job re-syncs them', async () => {
     const { id: simUser } = await stack.simJson('POST', '/_sim/users', { historyDays: 2 });
     const userId = await stack.connectUser(simUser);
+    // Its backfill first: each fetch stamps the user's row, and the tick skips a row locked at that moment (skip locked).
+    await eventually('the backfill done', async () => {
+      const { rows } = await stack.deps.pool.query<{ n: number; open: number }>(
+        `select count(*)::int as n, count(*) filter (where status <> 'done')::int as open from oura.backfill_progress where user_id = $1`,
+        [userId],
+      );
+      return rows[0]!.n > 0 && rows[0]!.open === 0;
+    });
     // Make the user due now, as if the interval had passed.
     await stack.deps.pool.query(`update oura.users set reconciled_at = now() - interval '7 hours' where id = $1`, [userId]);
     const created = await stack.simJson('POST', `/_sim/users/${userId}/documents/daily_readiness`, { notify: false });
