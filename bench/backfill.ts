@@ -24,7 +24,7 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import { DOCUMENT_TYPES, TIME_SERIES, documentTypes } from '../src/oura/registry.js';
 import { backfillRange, isoDay } from '../src/workers/backfill.js';
-import { machineCpu, parseLimit, processCpuS, startBenchStack, type BenchStack } from './stack.js';
+import { machineCpu, parseLimit, processCpuS, sampleRss, serviceNodeOptions, startBenchStack, type BenchStack } from './stack.js';
 import { maxInRollingWindow, percentile } from './stats.js';
 import type { RequestLogEntry as SimRequest } from '../src/sim/state.js';
 
@@ -37,6 +37,8 @@ const { values: argv } = parseArgs({
     workers: { type: 'string', default: '2' },
     'live-users': { type: 'string', default: '5' },
     'live-rate': { type: 'string', default: '0.5' },
+    tsx: { type: 'boolean', default: false },
+    'worker-node-flags': { type: 'string' },
     json: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
@@ -50,6 +52,11 @@ if (argv.help) {
   --workers N      worker processes (default 2)
   --live-users N   other users whose new documents arrive by webhook during the backfill (default 5; 0: none)
   --live-rate R    such documents per second (default 0.5)
+  --tsx            run the api and workers through tsx (node --import tsx src/main.ts) instead of
+                   compiled by tsc, as the Docker image runs them (NODE_ENV=production, NODE_OPTIONS
+                   from docker-compose.yml)
+  --worker-node-flags='…'  node flags for the compiled workers after their NODE_OPTIONS
+                   (e.g. --max-old-space-size=128, to try a heap cap)
   --json FILE      also write the results as JSON
 `);
   process.exit(0);
@@ -67,6 +74,8 @@ const liveUsers = positiveInt(argv['live-users']!, 'live-users', 0);
 const liveRate = Number(argv['live-rate']);
 if (!(liveRate > 0)) throw new Error(`--live-rate: expected documents per second > 0 (got "${argv['live-rate']}")`);
 const limit = parseLimit(argv.limit!, 'limit');
+if (argv.tsx && argv['worker-node-flags']) throw new Error('--worker-node-flags applies to the compiled workers, not --tsx');
+const workerNodeFlags = (argv['worker-node-flags'] ?? '').split(/\s+/).filter(Boolean);
 
 const log = (msg: string) => process.stderr.write(`[bench:backfill ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
@@ -84,6 +93,7 @@ async function run() {
     adminDatabaseUrl: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
     redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
     env: { BACKFILL_DAYS: String(days) },
+    built: argv.tsx ? undefined : { log, nodeFlags: { worker: workerNodeFlags } },
   });
   try {
     await stack.ready();
@@ -98,6 +108,7 @@ async function run() {
     log(`${userCount} users with ${historyDays} days of history, ${liveUsers} live users; budget ${limit.limit}/${limit.windowS} s; ${workers} worker processes`);
 
     const cpu0 = cpuSnapshot(stack);
+    const rss = sampleRss(stack.children);
     const t0 = Date.now();
     for (const id of backfillUsers) {
       const res = await fetch(`${stack.apiUrl}/admin/users/${encodeURIComponent(id)}/backfill`, {
@@ -143,6 +154,7 @@ async function run() {
     }
     const t1 = Date.now();
     const cpu1 = cpuSnapshot(stack);
+    const memory = rss.stop();
     stopLive = true;
     await liveLoop;
     // Let the last live events land.
@@ -220,6 +232,7 @@ async function run() {
         api: cpuCores(cpu0.api, cpu1.api, seconds),
         machineBusy: cpu0.machine && cpu1.machine ? (cpu1.machine.busy - cpu0.machine.busy) / (cpu1.machine.total - cpu0.machine.total) : null,
       },
+      memory: { worker: memory.get('worker') ?? null, api: memory.get('api') ?? null },
     };
   } finally {
     await stack.close();
@@ -244,8 +257,13 @@ function report(r: Result, startedAt: Date, loadBefore: number[]): string {
   const model = cpus()[0]?.model?.trim() ?? 'unknown';
   const f = (x: number | null, d = 2) => (x === null || !Number.isFinite(x) ? 'n/a' : x.toFixed(d));
   const items = r.documents + r.seriesRows;
+  const mb = (bytes: number | undefined) => (bytes === undefined || !Number.isFinite(bytes) ? 'n/a' : `${(bytes / 1e6).toFixed(1)} MB`);
   const lines = [
-    `Run ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC, \`npm run bench:backfill -- --users ${userCount} --days ${days} --history ${historyDays} --limit ${limit.limit}/${limit.windowS} --workers ${workers} --live-users ${liveUsers} --live-rate ${liveRate}\`.`,
+    `Run ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC, \`npm run bench:backfill -- --users ${userCount} --days ${days} --history ${historyDays} --limit ${limit.limit}/${limit.windowS} --workers ${workers} --live-users ${liveUsers} --live-rate ${liveRate}${argv.tsx ? ' --tsx' : ''}${workerNodeFlags.length ? ` --worker-node-flags='${workerNodeFlags.join(' ')}'` : ''}\`.`,
+    '',
+    argv.tsx
+      ? 'Service: `node --import tsx src/main.ts api|worker`.'
+      : `Service compiled by tsc, as the image runs it (NODE_ENV=production): api \`node ${[...serviceNodeOptions('api'), ''].join(' ')}main.js api\`, workers \`node ${[...serviceNodeOptions('worker'), ...workerNodeFlags, ''].join(' ')}main.js worker\`.`,
     '',
     `Machine: ${model}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB RAM, Node ${process.version}; Postgres, Redis, the simulator and the service on the same machine; load average ${loadBefore.map((x) => x.toFixed(2)).join(' / ')} before the run.`,
     '',
@@ -262,6 +280,7 @@ function report(r: Result, startedAt: Date, loadBefore: number[]): string {
     `| live documents created (webhook events) / events done | ${r.liveSent} (${r.liveEvents}) / ${r.liveDone}; ${r.liveRequests} requests |`,
     `| live freshness p50 / p99 (max) during the backfill | ${f(r.freshness.p50)} s / ${f(r.freshness.p99)} s (${f(r.freshness.max)} s) |`,
     `| CPU cores: workers / api (machine busy) | ${f(r.cpu.workers)} / ${f(r.cpu.api)} (${r.cpu.machineBusy === null ? 'n/a' : Math.round(r.cpu.machineBusy * 100)}% of ${cpus().length}) |`,
+    `| peak RSS while it ran, largest worker / api (before it) | ${mb(r.memory.worker?.peak)} (${mb(r.memory.worker?.before)}) / ${mb(r.memory.api?.peak)} (${mb(r.memory.api?.before)}) |`,
   ];
   return lines.join('\n');
 }

@@ -32,7 +32,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -46,9 +46,8 @@ import { runMigrations } from '../src/db/migrate.js';
 import { createUsersRepo } from '../src/db/users.js';
 import { DOCUMENT_TYPES } from '../src/oura/registry.js';
 import { INTAKE_QUEUE, type IntakeJob } from '../src/workers/queues.js';
-import { composeServices, imageNodeOptions } from '../test/helpers/deployment.js';
 import { clearPrefix } from '../test/helpers/env.js';
-import { eventually, freePort, machineCpu, processCpuS, repoRoot, SECRETS, stopChild } from './stack.js';
+import { compileService, eventually, freePort, machineCpu, memoryOf, processCpuS, repoRoot, SECRETS, serviceNodeOptions, stopChild } from './stack.js';
 
 // ---------------------------------------------------------------- options
 
@@ -99,8 +98,6 @@ const userCount = positiveInt(argv.users!, 'users');
 const logLevel = argv['log-level']!;
 const built = !argv.tsx;
 if (argv.tsx && argv.build) throw new Error('--tsx and --build contradict each other');
-/** Where the api is compiled to: under node_modules, so the compiled files resolve their packages. */
-const BUILD_DIR = path.join(repoRoot, 'node_modules/.cache/bench-ingest');
 
 const TARGETS = { ratio: 0.5, p99Ms: 50, rssBytes: 150e6 };
 
@@ -108,27 +105,6 @@ const TARGETS = { ratio: 0.5, p99Ms: 50, rssBytes: 150e6 };
 const log = (msg: string) => process.stderr.write(`[bench:ingest ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 
 // ---------------------------------------------------------------- processes
-
-/**
- * The node flags the api ships with: the api service's NODE_OPTIONS in
- * docker-compose.yml, else the image's (`ENV NODE_OPTIONS=…` in the Dockerfile).
- */
-function apiNodeOptions(): string[] {
-  const fromCompose = composeServices().api?.environment?.NODE_OPTIONS;
-  return fromCompose === undefined ? imageNodeOptions() : fromCompose.split(/\s+/).filter(Boolean);
-}
-
-/** Resident set size now and its high-water mark (bytes), from /proc; null once the process is gone. */
-function memoryOf(pid: number | undefined): { rss: number; hwm: number } | null {
-  if (!pid) return null;
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
-    return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
-  } catch {
-    return null;
-  }
-}
 
 /** CPU seconds used so far by every process named `postgres` or `redis-server` on this machine (shared with anything else using them). */
 function storesCpuS(): { postgres: number; redis: number } {
@@ -414,18 +390,7 @@ async function run() {
 
   // First, while nothing else is open: tsc blocks this process for a while.
   let apiArgs = ['--import', 'tsx', path.join(repoRoot, 'src/main.ts'), 'api'];
-  if (built) {
-    log(`compiling src/ to ${path.relative(repoRoot, BUILD_DIR)}`);
-    rmSync(BUILD_DIR, { recursive: true, force: true });
-    try {
-      execFileSync(path.join(repoRoot, 'node_modules/.bin/tsc'), ['-p', 'tsconfig.build.json', '--outDir', BUILD_DIR], { cwd: repoRoot, stdio: 'pipe' });
-    } catch (err) {
-      // Type errors elsewhere in a working tree still emit JavaScript; only a missing entry point stops the run.
-      if (!existsSync(path.join(BUILD_DIR, 'main.js'))) throw err;
-      log('tsc reported errors; running what it emitted');
-    }
-    apiArgs = [...apiNodeOptions(), path.join(BUILD_DIR, 'main.js'), 'api'];
-  }
+  if (built) apiArgs = [...serviceNodeOptions('api'), compileService('bench-ingest', log), 'api'];
 
   // A fresh database with every migration applied.
   const admin = new pg.Client({ connectionString: adminDatabaseUrl });
@@ -577,7 +542,7 @@ function report(apiR: LoadResult, bareR: LoadResult, v: Verification): string {
     `Run ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC, \`npm run bench:ingest -- --duration ${durationS} --rounds ${rounds} --warmup ${warmupS} --connections ${connections} --users ${userCount} --log-level ${logLevel}${built ? '' : ' --tsx'}${argv['api-node-flags'] ? ` --api-node-flags='${argv['api-node-flags']}'` : ''}\`.`,
     '',
     `Machine: ${m.cpu}, ${m.cores} cores, ${m.ramGiB} GiB RAM, Node ${m.node}, ${m.os}; Postgres, Redis, autocannon and both servers on the same machine; load average ${loadBefore.map((x) => x.toFixed(2)).join(' / ')} (1/5/15 min) before the run. Code: ${codeVersion()}.  `,
-    `api: ${built ? `\`node ${[...apiNodeOptions(), ''].join(' ')}main.js api\` compiled by tsc (NODE_ENV=production and the api's NODE_OPTIONS from docker-compose.yml, as compose runs the image)` : '`node --import tsx src/main.ts api`'}, LOG_LEVEL ${logLevel} (stdout to /dev/null), no worker; ${userCount} connected users; every request a distinct, signed \`create\` event. ${rounds} rounds of ${+(durationS / rounds).toFixed(2)} s on each server, alternating (api, then bare), after ${warmupS} s of unmeasured warm-up on each.`,
+    `api: ${built ? `\`node ${[...serviceNodeOptions('api'), ''].join(' ')}main.js api\` compiled by tsc (NODE_ENV=production and the api's NODE_OPTIONS from docker-compose.yml, as compose runs the image)` : '`node --import tsx src/main.ts api`'}, LOG_LEVEL ${logLevel} (stdout to /dev/null), no worker; ${userCount} connected users; every request a distinct, signed \`create\` event. ${rounds} rounds of ${+(durationS / rounds).toFixed(2)} s on each server, alternating (api, then bare), after ${warmupS} s of unmeasured warm-up on each.`,
     '',
     '|  | api `POST /webhooks/oura` | bare `node:http` + HMAC (tsx) | api / bare |',
     '| --- | --- | --- | --- |',

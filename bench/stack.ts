@@ -1,13 +1,14 @@
 /**
  * The benchmark's stack: a fresh database, a Redis key prefix, the simulator
- * in this process, and the service as separate processes (`src/main.ts api`
- * and N × `src/main.ts worker`), exactly as deployed. Adapted from
+ * in this process, and the service as separate processes (one api and N
+ * workers, as deployed; through tsx, or compiled as the image runs them with
+ * `built`). Adapted from
  * test/helpers/stack.ts, with what a benchmark needs on top: many users
  * connected quickly, process CPU readings, and a clean teardown.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
@@ -21,6 +22,7 @@ import { createDeps } from '../src/deps.js';
 import { buildApp } from '../src/server/app.js';
 import { startSimulator } from '../src/sim/index.js';
 import { EVENTS_QUEUE } from '../src/workers/queues.js';
+import { composeServices, imageNodeOptions } from '../test/helpers/deployment.js';
 import { clearPrefix } from '../test/helpers/env.js';
 import { eventually, freePort, simJsonClient } from '../test/helpers/util.js';
 
@@ -49,6 +51,34 @@ export async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<
   });
 }
 
+/**
+ * Compiles src/ with tsc into `node_modules/.cache/<name>` (under
+ * node_modules, so the compiled files resolve their packages), as the
+ * Docker image does; returns the path of main.js. Blocks for a while.
+ */
+export function compileService(name: string, log: (msg: string) => void): string {
+  const dir = path.join(repoRoot, 'node_modules/.cache', name);
+  log(`compiling src/ to ${path.relative(repoRoot, dir)}`);
+  rmSync(dir, { recursive: true, force: true });
+  try {
+    execFileSync(path.join(repoRoot, 'node_modules/.bin/tsc'), ['-p', 'tsconfig.build.json', '--outDir', dir], { cwd: repoRoot, stdio: 'pipe' });
+  } catch (err) {
+    // Type errors elsewhere in a working tree still emit JavaScript; only a missing entry point stops the run.
+    if (!existsSync(path.join(dir, 'main.js'))) throw err;
+    log('tsc reported errors; running what it emitted');
+  }
+  return path.join(dir, 'main.js');
+}
+
+/**
+ * The node flags a service ships with: its NODE_OPTIONS in
+ * docker-compose.yml, else the image's (`ENV NODE_OPTIONS=…` in the Dockerfile).
+ */
+export function serviceNodeOptions(service: 'api' | 'worker'): string[] {
+  const fromCompose = composeServices()[service]?.environment?.NODE_OPTIONS;
+  return fromCompose === undefined ? imageNodeOptions() : fromCompose.split(/\s+/).filter(Boolean);
+}
+
 /** A `--limit N/W` option. */
 export function parseLimit(s: string, name: string): RateLimit {
   const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(s);
@@ -66,6 +96,43 @@ export function processCpuS(pid: number | undefined): number | null {
   } catch {
     return null;
   }
+}
+
+/** Resident set size now and its high-water mark (bytes), from /proc; null once the process is gone. */
+export function memoryOf(pid: number | undefined): { rss: number; hwm: number } | null {
+  if (!pid) return null;
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
+    return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Samples the RSS of each process every `intervalMs` from now until `stop`,
+ * which gives, per role, the largest RSS any of its processes had when
+ * sampling began and the largest seen since (bytes).
+ */
+export function sampleRss(children: ReadonlyArray<{ role: string; child: ChildProcess }>, intervalMs = 100) {
+  const before = new Map<string, number>();
+  const peak = new Map<string, number>();
+  const take = (into: Map<string, number>) => {
+    for (const { role, child } of children) {
+      const rss = memoryOf(child.pid)?.rss;
+      if (rss !== undefined && rss > (into.get(role) ?? 0)) into.set(role, rss);
+    }
+  };
+  take(before);
+  const timer = setInterval(() => take(peak), intervalMs);
+  return {
+    stop(): Map<string, { before: number; peak: number }> {
+      clearInterval(timer);
+      take(peak);
+      return new Map([...before].map(([role, b]) => [role, { before: b, peak: Math.max(b, peak.get(role) ?? 0) }]));
+    },
+  };
 }
 
 /** Machine-wide CPU counters (jiffies): busy and total, from /proc/stat. */
@@ -91,6 +158,12 @@ export interface BenchStackOptions {
   redisUrl: string;
   /** Service settings over the defaults below (e.g. BACKFILL_DAYS). */
   env?: Record<string, string>;
+  /**
+   * Run the api and workers as the image does (compiled by tsc, with
+   * NODE_ENV=production and each service's NODE_OPTIONS from
+   * docker-compose.yml) instead of through tsx; `log` reports the compile.
+   */
+  built?: { log: (msg: string) => void; nodeFlags?: Partial<Record<'api' | 'worker', string[]>> };
 }
 
 export async function startBenchStack(opts: BenchStackOptions) {
@@ -98,6 +171,8 @@ export async function startBenchStack(opts: BenchStackOptions) {
   const dbName = `oura_bench_${tag}`;
   const prefix = `bench-${tag}`;
   const cleanups: Array<() => Promise<unknown>> = [];
+  // First, while nothing else is open: tsc blocks this process for a while.
+  const mainJs = opts.built ? compileService('bench-stack', opts.built.log) : null;
   const cleanup = async () => {
     for (const c of cleanups.reverse()) await c().catch((err: Error) => process.stderr.write(`cleanup: ${err.message}\n`));
     cleanups.length = 0;
@@ -162,9 +237,12 @@ export async function startBenchStack(opts: BenchStackOptions) {
     const children: Array<{ role: string; child: ChildProcess; stderr: () => string }> = [];
     cleanups.push(() => Promise.all(children.map(({ child }) => stopChild(child))));
     function spawnProcess(mode: 'api' | 'worker', extra: Record<string, string> = {}) {
-      const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/main.ts'), mode], {
+      const args = mainJs
+        ? [...serviceNodeOptions(mode), ...(opts.built?.nodeFlags?.[mode] ?? []), mainJs, mode]
+        : ['--import', 'tsx', path.join(repoRoot, 'src/main.ts'), mode];
+      const child = spawn(process.execPath, args, {
         cwd: repoRoot,
-        env: { PATH: process.env.PATH ?? '', ...env, ...extra },
+        env: { PATH: process.env.PATH ?? '', ...env, ...(mainJs ? { NODE_ENV: 'production' } : {}), ...extra },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let stderr = '';
