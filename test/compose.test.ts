@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
+import path from 'node:path';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { Config, loadConfig } from '../src/config.js';
 import { composeServices, dockerfile as readDockerfile, imageNodeOptions } from './helpers/deployment.js';
 
@@ -60,4 +64,34 @@ test('the image is multi-stage, production dependencies only, non-root', () => {
   assert.ok((dockerfile.match(/^FROM /gm) ?? []).length >= 2);
   assert.match(dockerfile, /npm ci --omit=dev/);
   assert.match(dockerfile, /^USER node$/m);
+});
+
+/** Every .ts file under a directory. */
+function sources(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? sources(path.join(dir, e.name)) : e.name.endsWith('.ts') ? [path.join(dir, e.name)] : []));
+}
+
+test('what the image runs imports only production dependencies (the image installs no others)', () => {
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+  const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
+  const missing = new Set<string>();
+  let seen = 0;
+  for (const file of sources(path.join(root, 'src'))) {
+    const text = readFileSync(file, 'utf8');
+    // Runtime imports: `import … from`, `export … from`, `import(…)`, and pino transport targets (loaded by name).
+    const specifiers = [
+      ...[...text.matchAll(/^\s*(?:import|export)\s+(?!type\s)[^;]*?\sfrom\s+'([^']+)'/gm)].map((m) => m[1]!),
+      ...[...text.matchAll(/^\s*import\s+'([^']+)'/gm)].map((m) => m[1]!),
+      ...[...text.matchAll(/\bimport\(\s*'([^']+)'\s*\)/g)].map((m) => m[1]!),
+      ...[...text.matchAll(/\btarget:\s*'([a-z@][^']*)'/g)].map((m) => m[1]!),
+    ];
+    for (const spec of specifiers) {
+      if (spec.startsWith('.') || spec.startsWith('node:') || builtinModules.includes(spec)) continue;
+      seen++;
+      const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
+      if (!(name in pkg.dependencies)) missing.add(`${name} (${path.relative(root, file)})`);
+    }
+  }
+  assert.ok(seen > 20, `found the imports (${seen})`);
+  assert.deepEqual([...missing], [], 'imported by src/ but not a production dependency');
 });
