@@ -1,7 +1,7 @@
-import { createServer } from 'node:http';
 import { loadConfig, orExit } from './config.js';
 import { createDeps } from './deps.js';
 import { buildApp } from './server/app.js';
+import { createWorkerStatusServer } from './server/worker-status.js';
 import { startWorkers } from './workers/index.js';
 
 const MODES = ['api', 'worker', 'all'] as const;
@@ -28,19 +28,8 @@ if (app) {
     process.exit(1);
   }
 }
-// A worker-only process has no API: it serves its own metrics for Prometheus.
-const metricsServer =
-  mode === 'worker' && config.METRICS_PORT > 0
-    ? createServer((req, res) => {
-        if (req.url === '/metrics') {
-          deps.metrics.registry.metrics().then(
-            (body) => res.writeHead(200, { 'content-type': deps.metrics.registry.contentType }).end(body),
-            () => res.writeHead(500).end(),
-          );
-        } else if (req.url === '/healthz') res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
-        else res.writeHead(404).end();
-      }).listen(config.METRICS_PORT, config.HOST)
-    : null;
+// A worker-only process has no API: it serves its metrics and health for Prometheus and healthchecks.
+const metricsServer = mode === 'worker' && config.METRICS_PORT > 0 ? createWorkerStatusServer(deps).listen(config.METRICS_PORT, config.HOST) : null;
 metricsServer?.on('error', (err) => log.error({ err: { message: err.message } }, 'metrics server could not listen'));
 log.info({ port: app ? config.PORT : undefined, metricsPort: metricsServer ? config.METRICS_PORT : undefined }, 'oura-ingest started');
 

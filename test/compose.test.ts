@@ -46,6 +46,15 @@ test("the NODE_OPTIONS of api and worker in compose keep the image's (setting it
   }
 });
 
+test('api and worker have a healthcheck on /readyz at the port they serve it on, and restart', () => {
+  const ports = { api: loadConfig(serviceEnv('api')).PORT, worker: loadConfig(serviceEnv('worker')).METRICS_PORT };
+  for (const [name, port] of Object.entries(ports)) {
+    const check = services[name]?.healthcheck?.test?.join(' ') ?? '';
+    assert.ok(check.includes(`http://127.0.0.1:${port}/readyz`), `${name} healthcheck reads /readyz on ${port}: ${check}`);
+    assert.equal(services[name]?.restart, 'unless-stopped', name);
+  }
+});
+
 test('values set in the environment reach the services', () => {
   const env = serviceEnv('api', { OURA_API_BASE_URL: 'https://api.ouraring.com', OURA_CLIENT_ID: 'real-id' });
   const config = loadConfig(env);

@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createDeps } from '../src/deps.js';
 import { buildApp } from '../src/server/app.js';
+import { createWorkerStatusServer } from '../src/server/worker-status.js';
 import { getServices, testConfig } from './helpers/env.js';
-import { eventually, startStack, type Stack } from './helpers/stack.js';
+import { eventually, freePort, startStack, type Stack } from './helpers/stack.js';
 
 const FAMILIES = [
   'oura_ingest_webhook_deliveries_total',
@@ -95,6 +96,41 @@ describe('observability', () => {
     const ready = await fetch(`${stack.apiUrl}/readyz`);
     assert.equal(ready.status, 200);
     assert.deepEqual(await ready.json(), { status: 'ready', checks: { postgres: true, redis: true, migrations: true } });
+  });
+
+  test("a worker process's status port serves /metrics, /healthz and /readyz (503 when Redis is unreachable)", async () => {
+    const serve = async (deps: Parameters<typeof createWorkerStatusServer>[0], check: (url: string) => Promise<void>) => {
+      const port = await freePort();
+      const server = createWorkerStatusServer(deps).listen(port, '127.0.0.1');
+      try {
+        await check(`http://127.0.0.1:${port}`);
+      } finally {
+        await new Promise((r) => server.close(r));
+      }
+    };
+    await serve(stack.deps, async (url) => {
+      const metrics = await fetch(`${url}/metrics`);
+      assert.equal(metrics.status, 200);
+      assert.match(await metrics.text(), /^# TYPE oura_ingest_jobs_total counter$/m);
+      assert.deepEqual(await (await fetch(`${url}/healthz`)).json(), { status: 'ok' });
+      const ready = await fetch(`${url}/readyz`);
+      assert.equal(ready.status, 200);
+      assert.deepEqual(await ready.json(), { status: 'ready', checks: { postgres: true, redis: true, migrations: true } });
+      const missing = await fetch(`${url}/nope?x=1`);
+      assert.equal(missing.status, 404);
+      assert.deepEqual(await missing.json(), { code: 'not_found', message: 'no route GET /nope' });
+    });
+    const down = createDeps(testConfig({ DATABASE_URL: stack.db.url, REDIS_URL: 'redis://127.0.0.1:1' }), { prefix: 'worker-status-down' });
+    try {
+      await serve(down, async (url) => {
+        const ready = await fetch(`${url}/readyz`);
+        assert.equal(ready.status, 503);
+        assert.deepEqual(await ready.json(), { status: 'not_ready', checks: { postgres: true, redis: false, migrations: true } });
+        assert.equal((await fetch(`${url}/healthz`)).status, 200, 'healthz only says the process is up');
+      });
+    } finally {
+      await down.close();
+    }
   });
 
   test('/readyz answers 503 when Postgres or Redis is unreachable', async () => {

@@ -9,6 +9,8 @@ export interface ComposeService {
   environment?: Record<string, string>;
   profiles?: string[];
   command?: string[];
+  healthcheck?: { test?: string[] };
+  restart?: string;
 }
 
 /** docker-compose.yml's services, with YAML merge keys (`<<: *service-env`) resolved as Compose does. */

@@ -1,0 +1,37 @@
+import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { Deps } from '../deps.js';
+import { pathOnly } from '../logger.js';
+
+/**
+ * What a worker-only process serves on METRICS_PORT, having no API:
+ * `/metrics` (Prometheus text), `/healthz` (the process is up) and `/readyz`
+ * (Postgres, Redis and migrations answer; 503 otherwise), in the api's
+ * shapes. Compose's worker healthcheck reads `/readyz`. Plain node:http:
+ * three fixed routes, no body, nothing to parse.
+ */
+export function createWorkerStatusServer(deps: Pick<Deps, 'metrics' | 'readiness'>): Server {
+  const json = (res: ServerResponse, status: number, body: unknown) =>
+    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(body));
+  return createServer((req, res) => {
+    const url = pathOnly(req.url ?? '');
+    if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { code: 'method_not_allowed', message: `${req.method} is not served here` });
+    if (url === '/metrics') {
+      deps.metrics.registry.metrics().then(
+        (body) => res.writeHead(200, { 'content-type': deps.metrics.registry.contentType }).end(body),
+        () => json(res, 500, { code: 'internal', message: 'internal error' }),
+      );
+    } else if (url === '/healthz') {
+      json(res, 200, { status: 'ok' });
+    } else if (url === '/readyz') {
+      deps.readiness().then(
+        (checks) => {
+          const ok = Object.values(checks).every(Boolean);
+          json(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not_ready', checks });
+        },
+        () => json(res, 503, { status: 'not_ready', checks: {} }),
+      );
+    } else {
+      json(res, 404, { code: 'not_found', message: `no route ${req.method} ${url}` });
+    }
+  });
+}
