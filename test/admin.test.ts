@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import type pg from 'pg';
+import { createDb } from '../src/db/index.js';
+import { createEventsRepo } from '../src/db/events.js';
 import { personalInfoPath } from '../src/oura/registry.js';
 import { eventJobId } from '../src/workers/queues.js';
 import { TEST_SECRETS } from './helpers/env.js';
@@ -209,6 +212,34 @@ describe('admin API', () => {
     assert.equal(back?.status, 'active');
     const fresh = await stack.simJson('POST', `/_sim/users/${userId}/documents/workout`, { notify: true });
     await eventually('a document of the reconnected user is stored', () => documentRow('workout', fresh.id));
+  });
+
+  test('a user deleted while their accepted deliveries are being admitted leaves no row behind', async () => {
+    const userId = await stack.connectUser();
+    const { rows } = await stack.deps.pool.query<{ id: string }>(
+      `insert into oura.webhook_inbox (event_type, data_type, object_id, user_id, event_time, supported)
+       values ('create', 'workout', 'obj-racing-delete', $1, now(), true) returning id`,
+      [userId],
+    );
+    // An intake worker admitting the delivery, caught inside its transaction.
+    const client = await stack.deps.pool.connect();
+    try {
+      await client.query('begin');
+      const admitted = await createEventsRepo(createDb(client as unknown as pg.Pool)).admitDeliveries([Number(rows[0]!.id)]);
+      assert.equal(admitted.queued.length, 1);
+      const deleting = stack.deps.admin.deleteUser(userId);
+      await eventually('the delete waits for the admission', async () => {
+        const r = await stack.deps.pool.query<{ n: number }>(
+          `select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and query ilike '%delete from oura.%'`,
+        );
+        return r.rows[0]!.n > 0;
+      });
+      await client.query('commit');
+      assert.ok(await deleting);
+    } finally {
+      client.release();
+    }
+    assert.deepEqual(await rowsOfUser(userId), {}, 'neither the delivery nor the event it became is left');
   });
 
   test('a dead-lettered event is listed with its event, and once replayed its document lands', async () => {

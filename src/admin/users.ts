@@ -109,10 +109,11 @@ export interface DisconnectResult {
 /**
  * Disconnects a user: revokes their token at Oura (best effort: a failure is
  * logged, not fatal), then deletes their tokens and every row of their data in
- * one transaction. Events that arrive later are recorded, and the worker
- * marks them ignored (user_unknown) without a request; jobs still queued for their events find no event and do nothing (and are
- * removed here when they are not running). Connecting again later is a new
- * connection.
+ * one transaction, deliveries not yet admitted from the inbox included.
+ * Events that arrive later are recorded, and the worker marks them ignored
+ * (user_unknown) without a request; jobs still queued for their events find
+ * no event and do nothing (and are removed here when they are not running).
+ * Connecting again later is a new connection.
  */
 export async function disconnectUser(
   deps: Pick<Deps, 'admin' | 'users' | 'cipher' | 'oura' | 'queue' | 'log'>,

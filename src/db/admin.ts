@@ -24,7 +24,7 @@ export function createAdminRepo(db: Db) {
       from information_schema.columns c
       join information_schema.tables t on t.table_schema = c.table_schema and t.table_name = c.table_name
       where c.table_schema = 'oura' and c.column_name = 'user_id' and t.table_type = 'BASE TABLE'
-        and c.table_name not in ('users', 'webhook_events')
+        and c.table_name not in ('users', 'webhook_events', 'webhook_inbox')
       order by c.table_name`);
     return r.rows.map((row) => row.table_name);
   }
@@ -51,8 +51,11 @@ export function createAdminRepo(db: Db) {
      * or later is recorded; the worker then finds no user and marks it ignored
      * (user_unknown). Tables with a
      * user_id column are found in the catalog, so a table added later is
-     * covered too; oura.webhook_events has no foreign key and is deleted
-     * explicitly. Returns null when the user does not exist.
+     * covered too; oura.webhook_inbox and oura.webhook_events have no
+     * foreign key and are deleted explicitly, in that order. The user's
+     * deliveries still in the inbox go with the rest: they were answered,
+     * but their data is what the user asked to delete. Returns null when the
+     * user does not exist.
      */
     async deleteUser(userId: string): Promise<DeletedUser | null> {
       for (let attempt = 1; ; attempt++) {
@@ -61,6 +64,11 @@ export function createAdminRepo(db: Db) {
             const locked = await tx.execute(sql`select id from oura.users where id = ${userId} for update`);
             if (locked.rows.length === 0) return null;
             let rows = 0;
+            // The inbox first, as an admission locks it before webhook_events: an
+            // admission of this user's deliveries either finishes first (and its
+            // events are deleted below) or finds them gone; the two cannot deadlock.
+            const inbox = await tx.execute(sql`delete from oura.webhook_inbox where user_id = ${userId}`);
+            rows += inbox.rowCount ?? 0;
             const events = await tx.execute<{ id: string; status: string }>(sql`
               delete from oura.webhook_events where user_id = ${userId} returning id, status`);
             rows += events.rows.length;
