@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { webhookSignature } from '../src/crypto.js';
 import { createDeps, type Deps } from '../src/deps.js';
 import { buildApp } from '../src/server/app.js';
+import { parseEventTime } from '../src/server/webhook.js';
 import { Worker } from 'bullmq';
 import { admitAndQueue, createIntakeWorker, intakeDeps } from '../src/workers/intake-worker.js';
 import { EVENTS_QUEUE } from '../src/workers/queues.js';
@@ -230,9 +231,14 @@ describe('webhook endpoint', () => {
         const b = JSON.stringify({ ...event(), event_type: 'explode' });
         return [{ name: 'bad event_type', payload: b, headers: signed(b), status: 400, code: 'invalid_body' }];
       })(),
+      // Times Postgres could not store would fail the whole group commit (a 503 for every delivery in it).
+      ...['yesterday', 'November 26, 2026 12:00', '0000-12-31T23:00:00Z', '0001-01-01T00:30:00+01:00', '+010000-01-01T00:00:00Z', '2026-11-26T12:00:00+25:00'].map((t) => {
+        const b = JSON.stringify({ ...event(), event_time: t });
+        return { name: `event_time ${t}`, payload: b, headers: signed(b), status: 400, code: 'invalid_body', message: /^event_time: must be an ISO 8601 date-time/ };
+      }),
       ...(() => {
-        const b = JSON.stringify({ ...event(), event_time: 'yesterday' });
-        return [{ name: 'bad event_time', payload: b, headers: signed(b), status: 400, code: 'invalid_body', message: /^event_time: / }];
+        const b = JSON.stringify({ ...event(), object_id: 'obj\u0000x' });
+        return [{ name: 'NUL in object_id', payload: b, headers: signed(b), status: 400, code: 'invalid_body', message: /^object_id: must not contain NUL/ }];
       })(),
       ...(() => {
         const b = JSON.stringify({ ...event(), object_id: undefined });
@@ -253,6 +259,27 @@ describe('webhook endpoint', () => {
     }
     assert.deepEqual(await counts(), before);
   });
+});
+
+test('event_time: ISO 8601 with or without a zone; without one it is UTC, whatever the host time zone', () => {
+  const tz = process.env.TZ;
+  try {
+    for (const zone of ['UTC', 'America/New_York', 'Asia/Kolkata']) {
+      process.env.TZ = zone;
+      assert.equal(parseEventTime('2026-11-26T12:00:00'), Date.UTC(2026, 10, 26, 12), zone);
+      assert.equal(parseEventTime('2026-11-26T12:00'), Date.UTC(2026, 10, 26, 12), zone);
+      assert.equal(parseEventTime('2026-11-26T12:00:00+00:00'), Date.UTC(2026, 10, 26, 12), zone);
+      assert.equal(parseEventTime('2026-11-26T14:00:00.250+02:00'), Date.UTC(2026, 10, 26, 12, 0, 0, 250), zone);
+      assert.equal(parseEventTime('2026-11-26T17:30:00+0530'), Date.UTC(2026, 10, 26, 12), zone);
+      assert.equal(parseEventTime('2026-11-26T12:00:00.123456Z'), Date.UTC(2026, 10, 26, 12, 0, 0, 123), zone);
+    }
+  } finally {
+    if (tz === undefined) delete process.env.TZ;
+    else process.env.TZ = tz;
+  }
+  assert.equal(parseEventTime('0001-01-01T00:00:00Z'), Date.parse('0001-01-01T00:00:00Z'));
+  assert.equal(parseEventTime('9999-12-31T23:59:59.999Z'), Date.parse('9999-12-31T23:59:59.999Z'));
+  for (const bad of ['', '2026-11-26', '2026-11-26 12:00:00Z', '2026-11-26T12:00:00z', '0000-06-01T00:00:00Z']) assert.equal(parseEventTime(bad), null, bad);
 });
 
 describe('intake: from accepted deliveries to per-event jobs', () => {

@@ -12,15 +12,40 @@ import { createWebhookActivity } from './webhook-activity.js';
 export const WEBHOOK_BODY_LIMIT = 64 * 1024;
 const FUTURE_SKEW_S = 300;
 
+/** A string Postgres can store: text holds no NUL character. */
+const text = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .refine((s) => !s.includes('\u0000'), { message: 'must not contain NUL characters' });
+
 /** What Oura posts. Unknown data types are valid here: they are acknowledged and ignored. */
 export const WebhookBody = z.object({
   event_type: z.enum(['create', 'update', 'delete']),
-  data_type: z.string().min(1).max(64),
-  object_id: z.string().min(1).max(256),
+  data_type: text(64),
+  object_id: text(256),
   /** Checked as a date-time (and normalized) by the handler, which parses it once. */
   event_time: z.string(),
-  user_id: z.string().min(1).max(256),
+  user_id: text(256),
 });
+
+/** An ISO 8601 date-time, as Oura writes it (`2023-01-01T08:00:00+00:00`); the zone is optional. */
+const ISO_DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?$/;
+/** Years 1 to 9999 in UTC: what timestamptz and the dedupe key's ISO form (four-digit years) both hold. */
+const MIN_EVENT_TIME = Date.parse('0001-01-01T00:00:00Z');
+const MAX_EVENT_TIME = Date.parse('9999-12-31T23:59:59.999Z');
+
+/**
+ * Milliseconds since the epoch, or null. A time without a zone is read as
+ * UTC, whatever the host's time zone, so the dedupe key does not depend on it.
+ */
+export function parseEventTime(raw: string): number | null {
+  const m = ISO_DATE_TIME.exec(raw);
+  if (!m) return null;
+  const time = Date.parse(m[1] ? raw : `${raw}Z`);
+  return time >= MIN_EVENT_TIME && time <= MAX_EVENT_TIME ? time : null;
+}
 
 export interface WebhookDeps {
   clientSecret: string;
@@ -126,8 +151,8 @@ export async function webhookRoutes(app: FastifyInstance, deps: WebhookDeps) {
         throw refuse('body', new AppError('invalid_body', `${issue.path.join('.') || 'body'}: ${issue.message}`));
       }
       const { data } = parsed;
-      const time = Date.parse(data.event_time);
-      if (Number.isNaN(time)) throw refuse('body', new AppError('invalid_body', 'event_time: must be an ISO 8601 date-time'));
+      const time = parseEventTime(data.event_time);
+      if (time === null) throw refuse('body', new AppError('invalid_body', 'event_time: must be an ISO 8601 date-time between the years 1 and 9999'));
       const event = { event_type: data.event_type, data_type: data.data_type, object_id: data.object_id, event_time: new Date(time).toISOString(), user_id: data.user_id };
 
       const supported = isDocumentType(event.data_type);
