@@ -6,7 +6,8 @@ import { webhookSignature } from '../src/crypto.js';
 import { createDeps, type Deps } from '../src/deps.js';
 import { buildApp } from '../src/server/app.js';
 import { parseEventTime } from '../src/server/webhook.js';
-import { Worker } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
 import { admitAndQueue, createIntakeWorker, intakeDeps } from '../src/workers/intake-worker.js';
 import { EVENTS_QUEUE } from '../src/workers/queues.js';
 import { eventsRetentionTask } from '../src/workers/events-retention.js';
@@ -283,6 +284,42 @@ test('event_time: ISO 8601 with or without a zone; without one it is UTC, whatev
 });
 
 describe('intake: from accepted deliveries to per-event jobs', () => {
+  test('an intake job retried after its deliveries were admitted but not queued (Redis failed between) queues them', async () => {
+    const db = await createTestDatabase('webhook_intake_retry');
+    const { redisUrl } = await getServices();
+    const prefix = uniquePrefix('intake-retry');
+    const deps = createDeps(testConfig({ DATABASE_URL: db.url, REDIS_URL: redisUrl }), { prefix });
+    const app = await buildApp(deps);
+    // A queue whose Redis refuses connections: every command fails at once.
+    const downRedis = new Redis('redis://127.0.0.1:1', { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 });
+    downRedis.on('error', () => {});
+    const downQueue = new Queue(EVENTS_QUEUE, { connection: downRedis, prefix });
+    downQueue.on('error', () => {});
+    try {
+      await connectKnownUser(deps);
+      const bodies = Array.from({ length: 3 }, () => JSON.stringify(event()));
+      const ids: number[] = [];
+      for (const b of bodies) ids.push((await app.inject({ method: 'POST', url: '/webhooks/oura', payload: b, headers: signed(b) })).json().delivery_id);
+
+      await assert.rejects(admitAndQueue({ ...intakeDeps(deps), queue: downQueue as unknown as Deps['queue'] }, ids));
+      for (const id of ids) assert.equal((await deps.events.get(id))?.status, 'queued', 'admitted: out of the inbox, an event');
+      for (const id of ids) assert.equal(await deps.queue.getJob(`evt-${id}`), undefined, 'but not queued');
+
+      const retried = await admitAndQueue(intakeDeps(deps), ids);
+      assert.equal(retried.deliveries, 0, 'nothing left in the inbox to admit');
+      assert.equal(retried.requeued, ids.length);
+      for (const id of ids) assert.deepEqual((await deps.queue.getJob(`evt-${id}`))?.data, { eventId: id }, `event ${id} queued by the retry`);
+      assert.equal((await admitAndQueue(intakeDeps(deps), ids)).requeued, 0, 'a further retry queues nothing twice');
+    } finally {
+      await downQueue.close().catch(() => {});
+      downRedis.disconnect();
+      await app.close();
+      await deps.close();
+      await clearPrefix(redisUrl, prefix);
+      await db.drop();
+    }
+  });
+
   test('each accepted event gets exactly one events-queue job, even when a batch runs twice; a repeat of a finished event runs again', async () => {
     const db = await createTestDatabase('webhook_intake');
     const { redisUrl } = await getServices();

@@ -151,6 +151,16 @@ export function createEventsRepo(db: Db) {
       return rows.filter((r) => r.received_at < before).map((r) => r.id);
     },
 
+    /** Which of these ids are events still `queued` (a new event keeps its delivery's id). */
+    async queuedAmong(ids: number[]): Promise<number[]> {
+      if (ids.length === 0) return [];
+      const rows = await db
+        .select({ id: webhookEvents.id })
+        .from(webhookEvents)
+        .where(and(inArray(webhookEvents.id, ids), eq(webhookEvents.status, 'queued')));
+      return rows.map((r) => r.id);
+    },
+
     async get(id: number) {
       const rows = await db.select().from(webhookEvents).where(eq(webhookEvents.id, id)).limit(1);
       return rows[0] ?? null;

@@ -5,7 +5,7 @@ import type { Deps } from '../deps.js';
 import { INTAKE_QUEUE, IntakeJob, queueEvents, requeueEvents, type EventQueue } from './queues.js';
 
 export interface IntakeDeps {
-  events: Pick<EventsRepo, 'admitDeliveries'>;
+  events: Pick<EventsRepo, 'admitDeliveries' | 'queuedAmong'>;
   queue: EventQueue;
   /** Told what each admission did (the deliveries counter counts the duplicates). */
   onAdmitted?: (admitted: AdmittedDeliveries) => void;
@@ -27,13 +27,22 @@ export function intakeDeps(deps: Deps): IntakeDeps {
  * events-queue job per new event (job id `evt-<event id>`, so queueing twice
  * queues nothing twice) and makes sure a repeated delivery runs again: a
  * finished event's job is replaced, and one being served gets a follow-up.
- * If queueing fails after the move, the events are `queued` rows that the
- * sweeper queues after SWEEP_GRACE_S.
+ *
+ * Deliveries no longer in the inbox were moved before: by an earlier attempt
+ * of this job that failed to queue (Redis), by another worker, or by the
+ * sweeper. The new events among them still `queued` are queued here too, so
+ * a retried job finishes what its first attempt began; a repeat merged into
+ * another event then is left to the sweeper (after SWEEP_GRACE_S).
  */
 export async function admitAndQueue(deps: IntakeDeps, deliveryIds: number[]) {
   const admitted = await deps.events.admitDeliveries(deliveryIds);
   deps.onAdmitted?.(admitted);
-  const requeued = await queueRecorded(deps.queue, admitted.queued, admitted.repeats);
+  let requeued = await queueRecorded(deps.queue, admitted.queued, admitted.repeats);
+  if (admitted.deliveries < deliveryIds.length) {
+    const fresh = new Set(admitted.queued);
+    const earlier = (await deps.events.queuedAmong(deliveryIds)).filter((id) => !fresh.has(id));
+    requeued += await requeueEvents(deps.queue, earlier);
+  }
   return { deliveries: admitted.deliveries, queued: admitted.queued.length, requeued, ignored: admitted.ignored, duplicates: admitted.duplicates };
 }
 

@@ -36,8 +36,9 @@ export function createIntakeQueue(connection: Redis, prefix: string) {
     connection,
     prefix,
     defaultJobOptions: {
-      // Expanding a batch only fails while Redis does; retry for about half an hour,
-      // after which the sweeper still re-queues the recorded events.
+      // Admitting a batch only fails while Postgres or Redis does; retry for about
+      // half an hour (a retry also queues what an earlier attempt admitted but could
+      // not queue), after which the sweeper still admits and re-queues what is left.
       attempts: 12,
       backoff: { type: 'exponential', delay: 500, jitter: 0.5 },
       removeOnComplete: { count: 1000 },
