@@ -85,10 +85,16 @@ describe('durability: an acknowledged event is never lost', () => {
       // No worker yet: every acknowledged delivery waits in the inbox, its intake job in Redis.
       const { rows } = await stack.deps.pool.query<{ n: number }>(`select count(*)::int as n from oura.webhook_inbox`);
       assert.equal(rows[0]!.n, docs.length, 'acknowledged and recorded');
+      // The api queues intake jobs just after the commit: wait for them, so the flush takes them.
+      const queuedIds = async () => (await stack.deps.intakeQueue.getJobs(['waiting'])).flatMap((j) => ('deliveryIds' in j.data ? j.data.deliveryIds : []));
+      await eventually('every delivery named by an intake job', async () => (await queuedIds()).length === docs.length);
       const r = new Redis(url.toString());
-      await r.flushdb();
-      assert.equal(await r.dbsize(), 0);
-      await r.quit();
+      try {
+        await r.flushdb();
+      } finally {
+        r.disconnect();
+      }
+      assert.deepEqual(await queuedIds(), [], 'the intake jobs are gone');
       stack.spawnProcess('worker');
     });
   });
