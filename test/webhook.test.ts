@@ -283,108 +283,108 @@ test('event_time: ISO 8601 with or without a zone; without one it is UTC, whatev
   for (const bad of ['', '2026-11-26', '2026-11-26 12:00:00Z', '2026-11-26T12:00:00z', '0000-06-01T00:00:00Z']) assert.equal(parseEventTime(bad), null, bad);
 });
 
+/** A database and Redis prefix of its own, with the api on them and the test user connected, for `body`; removed afterwards. */
+async function withApi(label: string, body: (s: { deps: Deps; app: FastifyInstance; prefix: string }) => Promise<void>) {
+  const db = await createTestDatabase(`webhook_${label}`);
+  const { redisUrl } = await getServices();
+  const prefix = uniquePrefix(label);
+  const deps = createDeps(testConfig({ DATABASE_URL: db.url, REDIS_URL: redisUrl }), { prefix });
+  const app = await buildApp(deps);
+  try {
+    await connectKnownUser(deps);
+    await body({ deps, app, prefix });
+  } finally {
+    await app.close();
+    await deps.close();
+    await clearPrefix(redisUrl, prefix);
+    await db.drop();
+  }
+}
+
 describe('intake: from accepted deliveries to per-event jobs', () => {
-  test('an intake job retried after its deliveries were admitted but not queued (Redis failed between) queues them', async () => {
-    const db = await createTestDatabase('webhook_intake_retry');
-    const { redisUrl } = await getServices();
-    const prefix = uniquePrefix('intake-retry');
-    const deps = createDeps(testConfig({ DATABASE_URL: db.url, REDIS_URL: redisUrl }), { prefix });
-    const app = await buildApp(deps);
-    // A queue whose Redis refuses connections: every command fails at once.
-    const downRedis = new Redis('redis://127.0.0.1:1', { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 });
-    downRedis.on('error', () => {});
-    const downQueue = new Queue(EVENTS_QUEUE, { connection: downRedis, prefix });
-    downQueue.on('error', () => {});
-    try {
-      await connectKnownUser(deps);
-      const bodies = Array.from({ length: 3 }, () => JSON.stringify(event()));
-      const ids: number[] = [];
-      for (const b of bodies) ids.push((await app.inject({ method: 'POST', url: '/webhooks/oura', payload: b, headers: signed(b) })).json().delivery_id);
-
-      await assert.rejects(admitAndQueue({ ...intakeDeps(deps), queue: downQueue as unknown as Deps['queue'] }, ids));
-      for (const id of ids) assert.equal((await deps.events.get(id))?.status, 'queued', 'admitted: out of the inbox, an event');
-      for (const id of ids) assert.equal(await deps.queue.getJob(`evt-${id}`), undefined, 'but not queued');
-
-      const retried = await admitAndQueue(intakeDeps(deps), ids);
-      assert.equal(retried.deliveries, 0, 'nothing left in the inbox to admit');
-      assert.equal(retried.requeued, ids.length);
-      for (const id of ids) assert.deepEqual((await deps.queue.getJob(`evt-${id}`))?.data, { eventId: id }, `event ${id} queued by the retry`);
-      assert.equal((await admitAndQueue(intakeDeps(deps), ids)).requeued, 0, 'a further retry queues nothing twice');
-    } finally {
-      await downQueue.close().catch(() => {});
-      downRedis.disconnect();
-      await app.close();
-      await deps.close();
-      await clearPrefix(redisUrl, prefix);
-      await db.drop();
-    }
-  });
-
-  test('each accepted event gets exactly one events-queue job, even when a batch runs twice; a repeat of a finished event runs again', async () => {
-    const db = await createTestDatabase('webhook_intake');
-    const { redisUrl } = await getServices();
-    const prefix = uniquePrefix('intake');
-    const deps = createDeps(testConfig({ DATABASE_URL: db.url, REDIS_URL: redisUrl }), { prefix });
-    const app = await buildApp(deps);
-    const worker = createIntakeWorker(deps, deps.workerConnection());
-    void worker.run();
-    try {
-      await connectKnownUser(deps);
-      const bodies = Array.from({ length: 20 }, () => JSON.stringify(event()));
-      const responses = await Promise.all(
-        bodies.map((b) => app.inject({ method: 'POST', url: '/webhooks/oura', payload: b, headers: signed(b) })),
-      );
-      // A new event keeps its delivery's id.
-      const ids = responses.map((r) => r.json().delivery_id as number);
-      const jobIds = async () => (await deps.queue.getJobs(['waiting', 'delayed', 'active', 'completed', 'failed'], 0, -1)).map((j) => j.id);
-      await eventually('a job per event', async () => (await jobIds()).length === ids.length);
-      assert.deepEqual(new Set(await jobIds()), new Set(ids.map((id) => `evt-${id}`)));
-      for (const id of ids) assert.equal((await deps.events.get(id))?.status, 'queued');
-
-      // The same batch again (as after a worker crash before its job completed), and as an
-      // api from before the inbox queued it (event ids): nothing is queued twice.
-      for (const data of [{ deliveryIds: ids }, { eventIds: ids, repeats: [] }]) {
-        const again = await deps.intakeQueue.add('deliveries', data);
-        await eventually('the repeated batch done', async () => (await again.getState()) === 'completed');
-        assert.equal((await jobIds()).length, ids.length);
-      }
-
-      // Oura delivers a finished event again: its completed job is replaced, so the event runs once more.
-      const stub = new Worker(EVENTS_QUEUE, async () => 'stored', { connection: deps.workerConnection(), prefix });
-      await eventually('every event job completed', async () => (await deps.queue.getJobCounts('completed')).completed === ids.length);
-      await stub.close();
-      await deps.pool.query(`update oura.webhook_events set status = 'done', processed_at = now() where id = $1`, [ids[0]]);
-      const redelivered = await app.inject({ method: 'POST', url: '/webhooks/oura', payload: bodies[0]!, headers: signed(bodies[0]!) });
-      assert.equal(redelivered.json().status, 'accepted');
-      await eventually('the finished event queued again', async () => (await deps.events.get(ids[0]!))?.status === 'queued');
-      assert.equal((await deps.events.get(ids[0]!))?.deliveries, 2);
-      await eventually('its job waiting again', async () => (await deps.queue.getJob(`evt-${ids[0]}`))?.getState().then((s) => s === 'waiting'));
-
-      // Delivered again while its job runs (that run may have read the document before
-      // the change the repeat announces): a follow-up job is queued behind it.
-      let release!: () => void;
-      const held = new Promise<void>((r) => (release = r));
-      const busy = new Worker(EVENTS_QUEUE, async () => held, { connection: deps.workerConnection(), prefix });
+  test('an intake job retried after its deliveries were admitted but not queued (Redis failed between) queues them', () =>
+    withApi('intake-retry', async ({ deps, app, prefix }) => {
+      // A queue whose Redis refuses connections: every command fails at once.
+      const downRedis = new Redis('redis://127.0.0.1:1', { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 });
+      downRedis.on('error', () => {});
+      const downQueue = new Queue(EVENTS_QUEUE, { connection: downRedis, prefix });
+      downQueue.on('error', () => {});
       try {
-        await eventually('its job running', async () => (await deps.queue.getJob(`evt-${ids[0]}`))?.getState().then((s) => s === 'active'));
-        const during = await app.inject({ method: 'POST', url: '/webhooks/oura', payload: bodies[0]!, headers: signed(bodies[0]!) });
-        assert.equal(during.json().status, 'accepted');
-        const followUp = await eventually('a follow-up job', async () =>
-          (await deps.queue.getJobs(['delayed', 'waiting'], 0, -1)).find((j) => j.id?.startsWith(`evt-${ids[0]}-again-`)),
-        );
-        assert.deepEqual(followUp.data, { eventId: ids[0] });
+        const bodies = Array.from({ length: 3 }, () => JSON.stringify(event()));
+        const ids: number[] = [];
+        for (const b of bodies) ids.push((await app.inject({ method: 'POST', url: '/webhooks/oura', payload: b, headers: signed(b) })).json().delivery_id);
+
+        await assert.rejects(admitAndQueue({ ...intakeDeps(deps), queue: downQueue as unknown as Deps['queue'] }, ids));
+        for (const id of ids) assert.equal((await deps.events.get(id))?.status, 'queued', 'admitted: out of the inbox, an event');
+        for (const id of ids) assert.equal(await deps.queue.getJob(`evt-${id}`), undefined, 'but not queued');
+
+        const retried = await admitAndQueue(intakeDeps(deps), ids);
+        assert.equal(retried.deliveries, 0, 'nothing left in the inbox to admit');
+        assert.equal(retried.requeued, ids.length);
+        for (const id of ids) assert.deepEqual((await deps.queue.getJob(`evt-${id}`))?.data, { eventId: id }, `event ${id} queued by the retry`);
+        assert.equal((await admitAndQueue(intakeDeps(deps), ids)).requeued, 0, 'a further retry queues nothing twice');
       } finally {
-        release();
-        await busy.close();
+        await downQueue.close().catch(() => {});
+        downRedis.disconnect();
       }
-    } finally {
-      await worker.close();
-      await app.close();
-      await deps.close();
-      await clearPrefix(redisUrl, prefix);
-      await db.drop();
-    }
-  });
+    }));
+
+  test('each accepted event gets exactly one events-queue job, even when a batch runs twice; a repeat of a finished event runs again', () =>
+    withApi('intake', async ({ deps, app, prefix }) => {
+      const worker = createIntakeWorker(deps, deps.workerConnection());
+      void worker.run();
+      try {
+        const bodies = Array.from({ length: 20 }, () => JSON.stringify(event()));
+        const responses = await Promise.all(
+          bodies.map((b) => app.inject({ method: 'POST', url: '/webhooks/oura', payload: b, headers: signed(b) })),
+        );
+        // A new event keeps its delivery's id.
+        const ids = responses.map((r) => r.json().delivery_id as number);
+        const jobIds = async () => (await deps.queue.getJobs(['waiting', 'delayed', 'active', 'completed', 'failed'], 0, -1)).map((j) => j.id);
+        await eventually('a job per event', async () => (await jobIds()).length === ids.length);
+        assert.deepEqual(new Set(await jobIds()), new Set(ids.map((id) => `evt-${id}`)));
+        for (const id of ids) assert.equal((await deps.events.get(id))?.status, 'queued');
+
+        // The same batch again (as after a worker crash before its job completed), and as an
+        // api from before the inbox queued it (event ids): nothing is queued twice.
+        for (const data of [{ deliveryIds: ids }, { eventIds: ids, repeats: [] }]) {
+          const again = await deps.intakeQueue.add('deliveries', data);
+          await eventually('the repeated batch done', async () => (await again.getState()) === 'completed');
+          assert.equal((await jobIds()).length, ids.length);
+        }
+
+        // Oura delivers a finished event again: its completed job is replaced, so the event runs once more.
+        const stub = new Worker(EVENTS_QUEUE, async () => 'stored', { connection: deps.workerConnection(), prefix });
+        await eventually('every event job completed', async () => (await deps.queue.getJobCounts('completed')).completed === ids.length);
+        await stub.close();
+        await deps.pool.query(`update oura.webhook_events set status = 'done', processed_at = now() where id = $1`, [ids[0]]);
+        const redelivered = await app.inject({ method: 'POST', url: '/webhooks/oura', payload: bodies[0]!, headers: signed(bodies[0]!) });
+        assert.equal(redelivered.json().status, 'accepted');
+        await eventually('the finished event queued again', async () => (await deps.events.get(ids[0]!))?.status === 'queued');
+        assert.equal((await deps.events.get(ids[0]!))?.deliveries, 2);
+        await eventually('its job waiting again', async () => (await deps.queue.getJob(`evt-${ids[0]}`))?.getState().then((s) => s === 'waiting'));
+
+        // Delivered again while its job runs (that run may have read the document before
+        // the change the repeat announces): a follow-up job is queued behind it.
+        let release!: () => void;
+        const held = new Promise<void>((r) => (release = r));
+        const busy = new Worker(EVENTS_QUEUE, async () => held, { connection: deps.workerConnection(), prefix });
+        try {
+          await eventually('its job running', async () => (await deps.queue.getJob(`evt-${ids[0]}`))?.getState().then((s) => s === 'active'));
+          const during = await app.inject({ method: 'POST', url: '/webhooks/oura', payload: bodies[0]!, headers: signed(bodies[0]!) });
+          assert.equal(during.json().status, 'accepted');
+          const followUp = await eventually('a follow-up job', async () =>
+            (await deps.queue.getJobs(['delayed', 'waiting'], 0, -1)).find((j) => j.id?.startsWith(`evt-${ids[0]}-again-`)),
+          );
+          assert.deepEqual(followUp.data, { eventId: ids[0] });
+        } finally {
+          release();
+          await busy.close();
+        }
+      } finally {
+        await worker.close();
+      }
+    }));
 });
 
 describe('webhook endpoint with a store down', () => {
