@@ -6,6 +6,7 @@ import { adminRoutes } from './admin.js';
 import { AppError, ERROR_STATUS } from './errors.js';
 import { oauthRoutes } from './oauth.js';
 import { queuesDashboard } from './queues-dashboard.js';
+import { readinessReport } from './readiness.js';
 import { webhookRoutes } from './webhook.js';
 import { onUserConnected } from '../workers/connect.js';
 
@@ -64,9 +65,8 @@ export async function buildApp(deps: Deps, opts: { trustProxy?: boolean } = {}):
     return reply.type(deps.metrics.registry.contentType).send(body);
   });
   app.get('/readyz', async (_req, reply) => {
-    const checks = await deps.readiness();
-    const ok = Object.values(checks).every(Boolean);
-    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not_ready', checks });
+    const { statusCode, body } = await readinessReport(deps.readiness);
+    return reply.code(statusCode).send(body);
   });
 
   await app.register(webhookRoutes, {

@@ -1,6 +1,7 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { Deps } from '../deps.js';
 import { pathOnly } from '../logger.js';
+import { readinessReport } from './readiness.js';
 
 /**
  * What a worker-only process serves on METRICS_PORT, having no API:
@@ -23,11 +24,8 @@ export function createWorkerStatusServer(deps: Pick<Deps, 'metrics' | 'readiness
     } else if (url === '/healthz') {
       json(res, 200, { status: 'ok' });
     } else if (url === '/readyz') {
-      deps.readiness().then(
-        (checks) => {
-          const ok = Object.values(checks).every(Boolean);
-          json(res, ok ? 200 : 503, { status: ok ? 'ready' : 'not_ready', checks });
-        },
+      readinessReport(deps.readiness).then(
+        ({ statusCode, body }) => json(res, statusCode, body),
         () => json(res, 503, { status: 'not_ready', checks: {} }),
       );
     } else {
