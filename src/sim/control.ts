@@ -43,7 +43,9 @@ const ConfigBody = z.object({
   defaultHistoryDays: z.number().int().min(0).optional(),
 });
 const FaultBody = z.object({
-  status: z.union([z.literal(500), z.literal(502), z.literal(503), z.literal(401), z.literal(403), z.literal(426), z.literal(429)]).optional(),
+  status: z
+    .union([z.literal(500), z.literal(502), z.literal(503), z.literal(401), z.literal(403), z.literal(404), z.literal(426), z.literal(429)])
+    .optional(),
   /** Without `status`: answer as usual, but hold the answer this long after computing it (a slow read). */
   delayMs: z.number().int().min(1).max(60_000).optional(),
   count: z.number().int().min(1).default(1),
@@ -206,6 +208,8 @@ export function registerControlRoutes(app: FastifyInstance, state: SimState, web
 
   app.get('/_sim/stats', async () => ({
     grants: { ...state.grants },
+    /** Refresh grants refused because their refresh token had been used already. */
+    refreshTokensReused: state.counters.refreshTokensReused,
     requests: state.counters.requests,
     rateLimited: state.counters.rateLimited,
   }));

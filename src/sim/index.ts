@@ -23,6 +23,7 @@ const LOG_CAP = 50_000;
 const FAULT_BODIES: Record<number, string> = {
   401: 'Invalid or expired access token',
   403: 'Access forbidden',
+  404: 'Not Found',
   426: 'Upgrade Required: the user must update the Oura app',
   500: 'Internal Server Error',
   502: 'Bad Gateway',

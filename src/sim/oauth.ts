@@ -81,6 +81,7 @@ export function registerOauthRoutes(app: FastifyInstance, state: SimState, meta:
     } else if (body.grant_type === 'refresh_token') {
       if (!body.refresh_token) return oauthError(reply, 400, 'invalid_request', 'refresh_token is required');
       const refresh = state.refreshTokens.get(body.refresh_token);
+      if (refresh?.used) state.counters.refreshTokensReused++;
       if (!refresh || refresh.used || refresh.revoked || refresh.clientId !== client.id) {
         return oauthError(reply, 400, 'invalid_grant', 'The refresh token is invalid, revoked or already used');
       }

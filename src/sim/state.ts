@@ -172,7 +172,7 @@ export function createSimState(opts: SimOptions) {
   const deliveries: Delivery[] = [];
   const faults: Fault[] = [];
   const grants = { authorization_code: 0, refresh_token: 0 };
-  const counters = { requests: 0, rateLimited: 0, faultSeq: 0 };
+  const counters = { requests: 0, rateLimited: 0, faultSeq: 0, refreshTokensReused: 0 };
   let seq = 0;
   const limiter = createRateLimiter(() => ({ app: config.appLimit, token: config.tokenLimit }));
 
