@@ -68,6 +68,20 @@ export const Config = z
     RECONCILE_DAYS: int(1, 365).default(3),
     /** Every active user is reconciled once per interval, spread over it. */
     RECONCILE_INTERVAL_S: int(60, 30 * 86_400).default(21_600),
+    /**
+     * A 404 for an object whose create or update arrived less than this long
+     * ago is not yet "gone": Oura can answer 404 for a document right after
+     * announcing it. It gets one delayed re-check first.
+     */
+    RECHECK_WINDOW_S: int(0, 7 * 86_400).default(600),
+    /** How long after such a 404 the object is read again (a collection read of the event's day). */
+    RECHECK_DELAY_S: int(0, 86_400).default(60),
+    /**
+     * While the budget is scarce, at most this many (user, data type) pairs of
+     * one user are served at once, the oldest first: they finish one after
+     * another instead of all waiting on the limiter together.
+     */
+    SCARCE_PAIRS_PER_USER: int(1, 64).default(2),
     /** Served and ignored webhook events are deleted this many days after they arrived. */
     WEBHOOK_EVENTS_RETENTION_DAYS: int(1, 3650).default(30),
     /** No webhook for this long while users are active → warning and metric. */

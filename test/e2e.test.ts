@@ -45,7 +45,8 @@ describe('end to end: simulator → webhook → worker → Postgres', () => {
   let userId: string;
 
   before(async () => {
-    stack = await startStack({ label: 'e2e' });
+    // A 404 right after an update is re-checked once before it counts as gone; at once here.
+    stack = await startStack({ label: 'e2e', env: { RECHECK_DELAY_S: '0' } });
     await stack.subscribeAll(DOCUMENT_TYPES);
     userId = await stack.connectUser();
   });
@@ -86,7 +87,7 @@ describe('end to end: simulator → webhook → worker → Postgres', () => {
       await stack.simJson('DELETE', `/_sim/users/${userId}/documents/${type}/${created.id}?notify=true`);
       await eventually(`${type} deleted`, async () => (await row(stack, type, created.id)) === null);
 
-      // a late update for the deleted document: fetched, 404, stays gone
+      // a late update for the deleted document: fetched, 404, re-checked, stays gone
       const late = await stack.simJson('POST', '/_sim/events', {
         event_type: 'update',
         data_type: type,
@@ -97,7 +98,7 @@ describe('end to end: simulator → webhook → worker → Postgres', () => {
       assert.ok(late.deliveries.every((d: { status: number }) => d.status === 200), JSON.stringify(late));
       await eventually(`${type} late update processed`, async () => {
         const r = await stack.deps.pool.query(
-          `select outcome from oura.webhook_events where object_id = $1 and event_type = 'update' and status = 'done' and outcome = 'gone'`,
+          `select outcome from oura.webhook_events where object_id = $1 and event_type = 'update' and status = 'done' and outcome = 'gone_after_recheck'`,
           [created.id],
         );
         return r.rowCount === 1;

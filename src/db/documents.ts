@@ -60,6 +60,19 @@ export function createDocumentsRepo(db: Db) {
       return new Map(rows.filter((r) => r.day).map((r) => [r.id, String(r.day)]));
     },
 
+    /** How many of the user's documents of a type are stored with a collection date in [startDay, endDay). */
+    async countInRange(type: DocumentType, userId: string, startDay: string, endDay: string): Promise<number> {
+      const field = documentTypes[type].dateField;
+      const table = documentTables[type];
+      const conds = [eq(table.user_id, userId)];
+      if (field) {
+        const column = (table as unknown as Record<string, PgColumn>)[field]!;
+        conds.push(gte(column, startDay), lt(column, endDay));
+      }
+      const rows = await db.select({ n: sql<number>`count(*)::int` }).from(table).where(and(...conds));
+      return rows[0]?.n ?? 0;
+    },
+
     /** Removes several documents of one user and type. */
     async removeMany(type: DocumentType, userId: string, ids: string[]): Promise<number> {
       if (ids.length === 0) return 0;

@@ -1,4 +1,4 @@
-import { and, asc, eq, inArray, lt, lte, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, isNotNull, isNull, lt, lte, sql, type SQL } from 'drizzle-orm';
 import type { Db } from './index.js';
 import { webhookEvents, webhookInbox, type EventStatus } from './schema/core.js';
 
@@ -90,6 +90,14 @@ export interface AdmittedDeliveries {
 
 export function createEventsRepo(db: Db) {
   const pool = db.$client;
+  /** Queued events of one user and type that also meet `conds`. */
+  const queuedOf = (userId: string, dataType: string, conds: SQL[], limit: number) =>
+    db
+      .select()
+      .from(webhookEvents)
+      .where(and(eq(webhookEvents.user_id, userId), eq(webhookEvents.data_type, dataType), eq(webhookEvents.status, 'queued'), ...conds))
+      .limit(limit)
+      .$dynamic();
   return {
     /**
      * Records verified deliveries in the inbox in one statement (group
@@ -194,22 +202,28 @@ export function createEventsRepo(db: Db) {
 
     /**
      * Queued events of one user and type recorded up to `upTo`: the events one
-     * fetch can serve together.
+     * fetch can serve together. Events waiting for a re-check are not among
+     * them (see rechecksFor).
      */
     async pendingFor(userId: string, dataType: string, upTo: Date, limit = 500) {
-      return db
-        .select()
-        .from(webhookEvents)
-        .where(
-          and(
-            eq(webhookEvents.user_id, userId),
-            eq(webhookEvents.data_type, dataType),
-            eq(webhookEvents.status, 'queued'),
-            lte(webhookEvents.received_at, upTo),
-          ),
-        )
-        .orderBy(asc(webhookEvents.event_time), asc(webhookEvents.id))
-        .limit(limit);
+      return queuedOf(userId, dataType, [isNull(webhookEvents.recheck_at), lte(webhookEvents.received_at, upTo)], limit).orderBy(
+        asc(webhookEvents.event_time),
+        asc(webhookEvents.id),
+      );
+    },
+
+    /** Queued events of one user and type waiting for a re-check (due or not), the earliest due first. */
+    async rechecksFor(userId: string, dataType: string, limit = 500) {
+      return queuedOf(userId, dataType, [isNotNull(webhookEvents.recheck_at)], limit).orderBy(asc(webhookEvents.recheck_at), asc(webhookEvents.id));
+    },
+
+    /** Sets queued events aside for one re-check of their object at `at`. */
+    async scheduleRecheck(ids: number[], at: Date): Promise<void> {
+      if (ids.length === 0) return;
+      await db
+        .update(webhookEvents)
+        .set({ recheck_at: at })
+        .where(and(inArray(webhookEvents.id, ids), eq(webhookEvents.status, 'queued')));
     },
 
     /** Holds events until the user reconnects. */
@@ -272,7 +286,14 @@ export function createEventsRepo(db: Db) {
       const rows = await db
         .select({ t: sql<Date>`max(${webhookEvents.received_at})` })
         .from(webhookEvents)
-        .where(and(eq(webhookEvents.user_id, userId), eq(webhookEvents.data_type, dataType), eq(webhookEvents.status, 'queued')));
+        .where(
+          and(
+            eq(webhookEvents.user_id, userId),
+            eq(webhookEvents.data_type, dataType),
+            eq(webhookEvents.status, 'queued'),
+            isNull(webhookEvents.recheck_at),
+          ),
+        );
       const t = rows[0]?.t;
       return t ? new Date(t) : null;
     },

@@ -136,6 +136,28 @@ export interface RequestOptions {
   permit?: Permit;
 }
 
+/**
+ * A user's credentials for requests made on their behalf. The access token is
+ * read only once the request's permit is granted: a token read before a long
+ * wait on the limiter can expire (or be revoked and replaced) by the time the
+ * request goes out. The user is also the request's token-tier key in the
+ * limiter: a user holds one live access token at a time, and the key stays
+ * the same across refreshes.
+ */
+export interface UserAuth {
+  readonly userId: string;
+  /** The access token to send now (refreshed first when it is about to expire). */
+  token(): Promise<string>;
+}
+
+/** An access token as it is (OAuth connect, before the user is stored), or a user's credentials. */
+export type Bearer = string | UserAuth;
+
+/** The limiter's token-tier key of a request made with `bearer`. */
+export function limiterTier(bearer: Bearer): string {
+  return typeof bearer === 'string' ? bearer : `user:${bearer.userId}`;
+}
+
 export interface DateRange {
   /** `YYYY-MM-DD` or an ISO date-time. */
   startDate?: string;
@@ -150,21 +172,33 @@ export function createOuraClient(opts: OuraClientOptions) {
   const timeoutMs = opts.timeoutMs ?? 20_000;
   const log = opts.log.child({ module: 'oura-client' });
 
+  /**
+   * Sends one request under a permit. With a `bearer`, its access token is read
+   * after the permit is granted and sent as the Authorization header.
+   */
   async function send(
     route: string,
     url: string,
     init: RequestInit,
-    accessToken: string | null,
+    bearer: Bearer | null,
     ropts: RequestOptions = {},
   ): Promise<{ status: number; headers: Headers; body: string }> {
     const priority = ropts.priority ?? 'live';
+    const tier = bearer === null ? null : limiterTier(bearer);
     let permit = ropts.permit;
     // A permit whose slot passed long ago (a stalled event loop, a slow query in
     // between) is not used: sent now, the request could land in Oura's window
     // together with later slots. Take a fresh one instead.
     for (let tries = 0; !permit || (Date.now() - permit.slotAt > STALE_PERMIT_MS && tries < 3); tries++) {
-      permit = await opts.limiter.acquire(accessToken, { priority });
+      permit = await opts.limiter.acquire(tier, { priority });
       opts.onPermit?.({ waitedMs: permit.waitedMs, priority });
+    }
+    if (bearer !== null) {
+      // Read now, after the wait: a token read before it may have expired meanwhile.
+      // (When it must be refreshed first, the request goes out a little after its
+      // slot rather than queueing for a new one, which could outlast the new token.)
+      const token = typeof bearer === 'string' ? bearer : await bearer.token();
+      init = { ...init, headers: { ...(init.headers as Record<string, string>), authorization: `Bearer ${token}` } };
     }
     const started = Date.now();
     let res: Response;
@@ -189,21 +223,15 @@ export function createOuraClient(opts: OuraClientOptions) {
       const err = classifyResponse(res.status, res.headers, body, route);
       if (res.status === 429) {
         log.warn({ route, tier: err.tier, retryAfterMs: err.retryAfterMs }, 'oura rate limit hit');
-        await opts.limiter.pause(err.tier ?? 'application', err.retryAfterMs ?? 1000, accessToken, err.opts.rateLimit);
+        await opts.limiter.pause(err.tier ?? 'application', err.retryAfterMs ?? 1000, tier, err.opts.rateLimit);
       }
       throw err;
     }
     return { status: res.status, headers: res.headers, body };
   }
 
-  async function getJson(route: string, pathAndQuery: string, accessToken: string, ropts?: RequestOptions): Promise<unknown> {
-    const { body } = await send(
-      route,
-      `${opts.apiBaseUrl}${pathAndQuery}`,
-      { method: 'GET', headers: { authorization: `Bearer ${accessToken}`, accept: 'application/json' } },
-      accessToken,
-      ropts,
-    );
+  async function getJson(route: string, pathAndQuery: string, bearer: Bearer, ropts?: RequestOptions): Promise<unknown> {
+    const { body } = await send(route, `${opts.apiBaseUrl}${pathAndQuery}`, { method: 'GET', headers: { accept: 'application/json' } }, bearer, ropts);
     try {
       return JSON.parse(body);
     } catch {
@@ -238,13 +266,13 @@ export function createOuraClient(opts: OuraClientOptions) {
   return {
     /** One document, or null when Oura says it does not exist (deleted). */
     async getDocument(
-      accessToken: string,
+      bearer: Bearer,
       type: DocumentType,
       id: string,
       ropts?: RequestOptions,
     ): Promise<Record<string, unknown> | null> {
       try {
-        const raw = await getJson(type, documentPath(type, id), accessToken, ropts);
+        const raw = await getJson(type, documentPath(type, id), bearer, ropts);
         const parsed = documentTypes[type].schema.safeParse(raw);
         if (!parsed.success) {
           throw new OuraApiError(`${type}: document does not match the schema`, 502, false, { code: 'bad_document' });
@@ -258,7 +286,7 @@ export function createOuraClient(opts: OuraClientOptions) {
 
     /** Pages of a collection route, following next_token. */
     async *listDocuments(
-      accessToken: string,
+      bearer: Bearer,
       type: DocumentType,
       range: DateRange = {},
       ropts: RequestOptions = {},
@@ -271,7 +299,7 @@ export function createOuraClient(opts: OuraClientOptions) {
           ? { start_date: range.startDate, end_date: range.endDate, next_token: nextToken }
           : { next_token: nextToken };
         const page = Page.parse(
-          await getJson(type, `${info.path}${query(params)}`, accessToken, first ? ropts : { priority: ropts.priority }),
+          await getJson(type, `${info.path}${query(params)}`, bearer, first ? ropts : { priority: ropts.priority }),
         );
         first = false;
         const docs = page.data.filter((d) => info.schema.safeParse(d).success) as Array<Record<string, unknown>>;
@@ -283,23 +311,25 @@ export function createOuraClient(opts: OuraClientOptions) {
 
     /** Pages of a time series between two ISO date-times. */
     async *listTimeSeries(
-      accessToken: string,
+      bearer: Bearer,
       type: TimeSeriesType,
       range: { startDateTime: string; endDateTime: string },
       ropts: RequestOptions = {},
     ): AsyncGenerator<Array<Record<string, unknown>>> {
       const info = timeSeries[type];
       let nextToken: string | undefined;
+      let first = true;
       do {
         const params = { start_datetime: range.startDateTime, end_datetime: range.endDateTime, next_token: nextToken };
-        const page = Page.parse(await getJson(type, `${info.path}${query(params)}`, accessToken, ropts));
+        const page = Page.parse(await getJson(type, `${info.path}${query(params)}`, bearer, first ? ropts : { priority: ropts.priority }));
+        first = false;
         yield page.data.filter((d) => info.schema.safeParse(d).success) as Array<Record<string, unknown>>;
         nextToken = page.next_token ?? undefined;
       } while (nextToken);
     },
 
-    async personalInfo(accessToken: string): Promise<Record<string, unknown> & { id: string }> {
-      return PersonalInfo.parse(await getJson('personal_info', personalInfoPath, accessToken)) as Record<string, unknown> & {
+    async personalInfo(bearer: Bearer): Promise<Record<string, unknown> & { id: string }> {
+      return PersonalInfo.parse(await getJson('personal_info', personalInfoPath, bearer)) as Record<string, unknown> & {
         id: string;
       };
     },

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { TokenCipher } from '../crypto.js';
 import type { UsersRepo } from '../db/users.js';
 import type { Metrics } from '../metrics.js';
-import { OuraApiError, type OuraClient, type TokenSet } from './client.js';
+import { OuraApiError, type OuraClient, type TokenSet, type UserAuth } from './client.js';
 import { withLock } from '../redis-lock.js';
 
 /** The user cannot be served until something changes (reconnect, membership). */
@@ -17,6 +17,13 @@ export class UserUnavailableError extends Error {
     super(`user is ${status}${reason ? ` (${reason})` : ''}`);
   }
 }
+
+/**
+ * A token this close to its expiry is refreshed before it is sent. The token
+ * is read just before its request goes out (after the permit), so a small
+ * margin is enough; one expiring in flight costs a 401 and a retry.
+ */
+const REFRESH_AHEAD_MS = 1000;
 
 /**
  * Gives workers a valid access token for a user and refreshes it when Oura says
@@ -89,22 +96,40 @@ export function createTokenService(deps: {
     return locked.value;
   }
 
+  const isUnauthorized = (err: unknown): err is OuraApiError => err instanceof OuraApiError && err.status === 401;
+
   return {
     stored,
     /**
-     * Runs `fn` with the user's access token. A token about to expire is
-     * refreshed first; a 401 refreshes and retries once.
+     * Runs `fn` with the user's credentials. Their access token is read each
+     * time a request goes out, after its permit (see UserAuth), and refreshed
+     * first when it is about to expire. A 401 refreshes (one grant for
+     * concurrent 401s) and runs `fn` again; a second 401 is a transient
+     * failure for the caller's retries, never a terminal one: only a refused
+     * refresh (UserUnavailableError) ends the user's access.
      */
-    async withToken<T>(userId: string, fn: (accessToken: string) => Promise<T>): Promise<T> {
-      const t = await current(userId);
-      let token = t.accessToken;
-      if (t.expiresAt && t.expiresAt.getTime() - Date.now() < 60_000) token = await refresh(userId, token);
+    async withToken<T>(userId: string, fn: (auth: UserAuth) => Promise<T>): Promise<T> {
+      let used: string | null = null;
+      const auth: UserAuth = {
+        userId,
+        async token() {
+          const t = await current(userId);
+          used = t.accessToken;
+          if (t.expiresAt && t.expiresAt.getTime() - Date.now() < REFRESH_AHEAD_MS) used = await refresh(userId, used);
+          return used;
+        },
+      };
       try {
-        return await fn(token);
+        return await fn(auth);
       } catch (err) {
-        if (!(err instanceof OuraApiError) || err.status !== 401) throw err;
-        const renewed = await refresh(userId, token);
-        return fn(renewed);
+        if (!isUnauthorized(err) || used === null) throw err;
+        await refresh(userId, used);
+        try {
+          return await fn(auth);
+        } catch (again) {
+          if (!isUnauthorized(again)) throw again;
+          throw new OuraApiError(`${again.message}, again after a refresh`, 401, true, { code: 'unauthorized_after_refresh' });
+        }
       }
     },
   };

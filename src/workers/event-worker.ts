@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { OuraApiError } from '../oura/client.js';
 import { withLock } from '../redis-lock.js';
+import { createPairGate } from './pair-gate.js';
 import { processEvent, type ProcessEventDeps } from './process-event.js';
 import { EVENTS_QUEUE, EventJob } from './queues.js';
 
@@ -13,6 +14,8 @@ export interface EventWorkerDeps extends ProcessEventDeps {
   redis: Redis;
   prefix: string;
   concurrency: number;
+  /** Pairs of one user served at once while the budget is scarce (SCARCE_PAIRS_PER_USER). */
+  scarcePairsPerUser: number;
   lockDurationMs?: number;
   log: Logger;
 }
@@ -28,6 +31,9 @@ const SCARCE_BACKLOG_MS = 1500;
 const QUIET_MS = 6000;
 const MAX_HOLD_MS = 30_000;
 
+/** The per-user bound on pairs in flight while the budget is not scarce: none in practice. */
+const UNLIMITED_PAIRS = 1_000_000;
+
 /** Codes of refusals that retrying cannot fix: recorded on the user, not retried. */
 const ACCESS_ERRORS = new Set([403, 426]);
 
@@ -42,12 +48,21 @@ const ACCESS_ERRORS = new Set([403, 426]);
 export function createEventWorker(deps: EventWorkerDeps) {
   const log = deps.log.child({ module: 'event-worker' });
 
+  const gate = createPairGate(deps.redis, { prefix: deps.prefix, leaseMs: deps.lockDurationMs ?? 30_000 });
+
   async function run(job: Job<EventJob>, token?: string): Promise<string> {
     const input = EventJob.parse(job.data);
     const event = await deps.events.get(input.eventId);
     if (!event || event.status !== 'queued') return 'already_finished';
+    if (event.recheck_at && event.recheck_at.getTime() > Date.now() + 50) {
+      // Waiting for its one re-check (see processEvent).
+      await job.moveToDelayed(event.recheck_at.getTime(), token);
+      throw new DelayedError();
+    }
     const age = Date.now() - event.received_at.getTime();
-    if (age < MAX_HOLD_MS && (await deps.limiter.backlogMs()) > SCARCE_BACKLOG_MS) {
+    const backlogMs = await deps.limiter.backlogMs();
+    const scarce = backlogMs > SCARCE_BACKLOG_MS;
+    if (!event.recheck_at && age < MAX_HOLD_MS && scarce) {
       const newest = await deps.events.newestPending(event.user_id, event.data_type);
       const quietAt = Math.min((newest ?? event.received_at).getTime() + QUIET_MS, event.received_at.getTime() + MAX_HOLD_MS);
       if (quietAt > Date.now() + 50) {
@@ -57,14 +72,35 @@ export function createEventWorker(deps: EventWorkerDeps) {
       }
     }
     const lockKey = `${deps.prefix}:lock:pair:${event.user_id}:${event.data_type}`;
+    // Under a scarce budget a user's pairs are served a few at a time, the
+    // longest waiting first, so each finishes quickly instead of all of them
+    // waiting on the limiter together. Re-checks (background reads) skip the gate.
+    const perUser = scarce && !event.recheck_at ? deps.scarcePairsPerUser : UNLIMITED_PAIRS;
     try {
       const r = await withLock(
         deps.redis,
         lockKey,
-        () => processEvent({ ...deps, log: log.child({ jobId: job.id }) }, event),
+        () =>
+          gate.run(event.user_id, event.data_type, event.received_at, perUser, () =>
+            processEvent({ ...deps, log: log.child({ jobId: job.id }) }, event),
+          ),
         { ttlMs: deps.lockDurationMs ?? 30_000 },
       );
-      if (r.acquired) return r.value;
+      if (r.acquired && r.value.admitted) {
+        const outcome = r.value.value;
+        const after = outcome === 'served' || outcome === 'recheck_pending' ? await deps.events.get(event.id) : null;
+        if (after?.status === 'queued' && after.recheck_at) {
+          // Oura answered 404 right after announcing the object: this job runs the re-check.
+          await job.moveToDelayed(Math.max(after.recheck_at.getTime(), Date.now() + 50), token);
+          throw new DelayedError();
+        }
+        return outcome;
+      }
+      if (r.acquired) {
+        // Other pairs of this user go first: ask again shortly.
+        await job.moveToDelayed(Date.now() + 200 + Math.floor(Math.random() * 300), token);
+        throw new DelayedError();
+      }
     } catch (err) {
       if (err instanceof OuraApiError) {
         if (err.status === 429) {

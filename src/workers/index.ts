@@ -12,6 +12,7 @@ export function startWorkers(deps: Deps) {
     ...deps,
     workerConnection: deps.workerConnection(),
     concurrency: deps.config.WORKER_CONCURRENCY,
+    scarcePairsPerUser: deps.config.SCARCE_PAIRS_PER_USER,
     lockDurationMs: deps.config.JOB_LOCK_MS,
   });
   const intakeWorker = createIntakeWorker({ ...intakeDeps(deps), prefix: deps.prefix }, deps.workerConnection());

@@ -3,7 +3,8 @@ import type { DocumentsRepo } from '../db/documents.js';
 import type { EventsRepo } from '../db/events.js';
 import type { UsersRepo } from '../db/users.js';
 import type { Metrics } from '../metrics.js';
-import type { OuraClient } from '../oura/client.js';
+import type { Config } from '../config.js';
+import { limiterTier, type DateRange, type OuraClient, type RequestOptions } from '../oura/client.js';
 import type { Limiter } from '../oura/limiter.js';
 import { documentTypes, isDocumentType, type DocumentType } from '../oura/registry.js';
 import type { TokenService } from '../oura/tokens.js';
@@ -18,18 +19,27 @@ export interface ProcessEventDeps {
   limiter: Limiter;
   metrics?: Metrics;
   log: Logger;
+  config: Pick<Config, 'RECHECK_WINDOW_S' | 'RECHECK_DELAY_S'>;
 }
 
-export type EventOutcome = 'served' | 'already_finished' | 'parked' | 'user_unavailable' | 'unsupported_data_type';
+export type EventOutcome = 'served' | 'already_finished' | 'parked' | 'user_unavailable' | 'unsupported_data_type' | 'recheck_pending';
 
 type PendingEvent = Awaited<ReturnType<EventsRepo['pendingFor']>>[number];
 /** A recorded webhook event, as the event worker read it. */
 export type EventRow = NonNullable<Awaited<ReturnType<EventsRepo['get']>>>;
 type Doc = Record<string, unknown>;
 
-/** A collection read covers at most this many days; older documents are read one by one. */
+/** A collection read covers at most this many days back; older documents are read one by one. */
 const MAX_COLLECTION_DAYS = 31;
 const DAY_MS = 86_400_000;
+
+/**
+ * Oura does not document its page size. Until a paged read shows it (a page
+ * followed by another is a full one), the cost of a collection read is
+ * estimated with this many documents a page.
+ */
+const DEFAULT_PAGE_SIZE = 50;
+let fullPageSize = 0;
 
 function isoDay(ms: number): string {
   return new Date(ms).toISOString().slice(0, 10);
@@ -42,12 +52,20 @@ function isoDay(ms: number): string {
  * 1. take a rate-limit permit (while it waits, more events may queue up);
  * 2. claim the queued events recorded so far; an object whose latest event is
  *    a delete is removed without a request;
- * 3. one object → one single-document read; several → one collection read
- *    over their days (objects it does not return but whose day it covers are
- *    gone; others fall back to single reads);
- * 4. upsert what Oura returned, remove what it no longer has (a 404 means
- *    gone, so a late update never resurrects a deleted document), and mark
- *    exactly the claimed events done.
+ * 3. read what they name, as cheaply as the reads can be planned:
+ *    - one object: one single-document read;
+ *    - several: a collection read over the recent days and every known day
+ *      (objects it does not return whose day it covers are gone); then, for
+ *      objects still unread whose day we do not know (never stored), a
+ *      collection read back to MAX_COLLECTION_DAYS when its estimated pages
+ *      (documents stored in that range plus those objects, over the page
+ *      size) are fewer than the single reads it replaces; single reads for
+ *      whatever is left;
+ * 4. store as we read: each read's documents are upserted and the events of
+ *    the objects it returned marked done as soon as it returns, so documents
+ *    land steadily even when the budget makes the reads slow. A 404 means
+ *    gone (so a late update never resurrects a deleted document), except
+ *    right after a create or update: see recheck below.
  *
  * Events recorded after the claim keep their own jobs and cause one more
  * fetch after this one.
@@ -60,102 +78,197 @@ export async function processEvent(deps: ProcessEventDeps, event: EventRow): Pro
     await deps.events.finish([event.id], 'ignored', 'unsupported_data_type');
     return 'unsupported_data_type';
   }
-  // A repeat delivered while its document was being fetched stays queued (see
-  // finishServed): serve the pair again, a few times at most; the repeat's own
-  // job, or the sweeper, takes what is left after that.
-  for (let round = 1; ; round++) {
-    const r = await serveOnce(deps, event, type, log);
-    if (r.outcome !== 'served' || r.left === 0 || round >= MAX_SERVE_ROUNDS) return r.outcome;
-    log.debug({ left: r.left, round }, 'events delivered again while being served; serving them once more');
+  try {
+    if (event.recheck_at) return await recheck(deps, event, type, log);
+    // A repeat delivered while its document was being fetched stays queued (see
+    // finishServed): serve the pair again, a few times at most; the repeat's own
+    // job, or the sweeper, takes what is left after that.
+    for (let round = 1; ; round++) {
+      const left = await serveOnce(deps, event, type, log);
+      if (left === 0 || round >= MAX_SERVE_ROUNDS) return 'served';
+      log.debug({ left, round }, 'events delivered again while being served; serving them once more');
+    }
+  } catch (err) {
+    if (!(err instanceof UserUnavailableError)) throw err;
+    const ids = [...(await deps.events.pendingFor(event.user_id, type, new Date())), ...(await deps.events.rechecksFor(event.user_id, type))].map(
+      (e) => e.id,
+    );
+    if (err.status === 'reauth_required') {
+      await deps.events.park(ids);
+      log.info({ events: ids.length }, 'events parked until the user reconnects');
+      return 'parked';
+    }
+    await deps.events.finish(ids, 'ignored', `user_${err.status}`);
+    return 'user_unavailable';
   }
 }
 
 const MAX_SERVE_ROUNDS = 3;
 
-async function serveOnce(
-  deps: ProcessEventDeps,
-  event: EventRow,
-  type: DocumentType,
-  log: Logger,
-): Promise<{ outcome: EventOutcome; left: number }> {
+/** Serves the pair's pending events once; returns how many claimed events stay queued (delivered again meanwhile). */
+async function serveOnce(deps: ProcessEventDeps, event: EventRow, type: DocumentType, log: Logger): Promise<number> {
   const userId = event.user_id;
-  let left = 0;
+  const info = documentTypes[type];
 
   // Only deletes waiting? They need no request at all.
   const before = plan(await deps.events.pendingFor(userId, type, new Date()));
-  if (before.toFetch.length === 0) {
-    left = await applyRemovals(deps, type, userId, before, new Set());
-    return { outcome: 'served', left };
-  }
+  if (before.toFetch.length === 0) return removeDeleted(deps, type, userId, before, new Set());
 
   let requests = 0;
+  let left = 0;
   try {
-    await deps.tokens.withToken(userId, async (token) => {
-      const permit = await deps.limiter.acquire(token, { priority: 'live' });
+    await deps.tokens.withToken(userId, async (auth) => {
+      const permit = await deps.limiter.acquire(limiterTier(auth), { priority: 'live' });
       requests++;
       const p = plan(await deps.events.pendingFor(userId, type, new Date()));
       if (p.all.length === 0) return; // another worker served them meanwhile
-      const fetched = new Map<string, Doc>();
-      const gone = new Set<string>();
       let permitUsed = false;
-      const permitted = () => {
+      const options = (): RequestOptions => {
         if (permitUsed) {
           requests++;
-          return {};
+          return { priority: 'live' };
         }
         permitUsed = true;
-        return { permit };
+        return { priority: 'live', permit };
+      };
+      /** Objects named by a create/update and not yet read. */
+      const open = new Set(p.toFetch);
+      const present = new Set<string>();
+      const counts = { stored: 0, gone: 0, recheck: 0 };
+
+      /** Upserts one read's documents and finishes the events of the objects it returned. */
+      const store = async (docs: Doc[]) => {
+        if (docs.length === 0) return;
+        await deps.documents.upsert(type, userId, docs);
+        const ids = new Set(docs.map((d) => String(d.id)));
+        for (const id of ids) {
+          present.add(id);
+          open.delete(id);
+        }
+        counts.stored += p.toFetch.filter((id) => ids.has(id)).length;
+        left += await finishObjects(deps, p, ids, 'stored');
+      };
+      /** Reads a collection range page by page, storing each page as it arrives. */
+      const readCollection = async (range: DateRange) => {
+        let previous = -1;
+        for await (const page of deps.oura.listDocuments(auth, type, range, options())) {
+          if (previous >= 0) {
+            requests++;
+            fullPageSize = Math.max(fullPageSize, previous);
+          }
+          previous = page.length;
+          await store(page);
+        }
+      };
+      const gone = async (ids: string[]) => {
+        if (ids.length === 0) return;
+        for (const id of ids) open.delete(id);
+        await deps.documents.removeMany(type, userId, ids);
+        counts.gone += ids.length;
+        left += await finishObjects(deps, p, new Set(ids), 'gone');
       };
 
       if (p.toFetch.length > 1) {
-        const days = await deps.documents.daysOf(type, userId, p.toFetch);
-        const info = documentTypes[type];
-        const today = Date.now();
-        const oldest = today - (MAX_COLLECTION_DAYS - 2) * DAY_MS;
-        const knownDays = [...days.values()].map((d) => Date.parse(d)).filter((ms) => ms >= oldest);
-        const start = Math.min(today - DAY_MS, ...knownDays);
-        const range = info.dateField ? { startDate: isoDay(start), endDate: isoDay(today + 2 * DAY_MS) } : {};
-        let pages = 0;
-        for await (const page of deps.oura.listDocuments(token, type, range, { priority: 'live', ...permitted() })) {
-          if (pages++ > 0) requests++;
-          for (const d of page) fetched.set(String(d.id), d);
-        }
-        // Not returned although the read covered its day: gone at Oura.
-        for (const id of p.toFetch) {
-          if (fetched.has(id)) continue;
-          const day = days.get(id);
-          if (!info.dateField || (day && Date.parse(day) >= start)) gone.add(id);
+        if (!info.dateField) {
+          // The collection takes no dates: one read returns every document there is.
+          await readCollection({});
+          await gone([...open]);
+        } else {
+          const days = await deps.documents.daysOf(type, userId, p.toFetch);
+          const today = Date.now();
+          const oldest = today - (MAX_COLLECTION_DAYS - 2) * DAY_MS;
+          const knownDays = [...days.values()].map((d) => Date.parse(d)).filter((ms) => ms >= oldest);
+          const start = Math.min(today - DAY_MS, ...knownDays);
+          const end = isoDay(today + 2 * DAY_MS);
+          await readCollection({ startDate: isoDay(start), endDate: end });
+          // Not returned although the read covered its day: gone at Oura.
+          await gone(
+            [...open].filter((id) => {
+              const day = days.get(id);
+              return day !== undefined && Date.parse(day) >= Date.parse(isoDay(start));
+            }),
+          );
+          // Objects never stored: their day is unknown. Read further back when
+          // that costs fewer requests than reading them one by one.
+          const unknown = [...open].filter((id) => !days.has(id));
+          const extStart = isoDay(today - MAX_COLLECTION_DAYS * DAY_MS);
+          if (unknown.length > 1 && extStart < isoDay(start)) {
+            const stored = await deps.documents.countInRange(type, userId, extStart, isoDay(start));
+            const pages = Math.max(1, Math.ceil((stored + unknown.length) / (fullPageSize || DEFAULT_PAGE_SIZE)));
+            if (pages < unknown.length) await readCollection({ startDate: extStart, endDate: isoDay(start) });
+          }
         }
       }
-      for (const id of p.toFetch) {
-        if (fetched.has(id) || gone.has(id)) continue;
-        const doc = await deps.oura.getDocument(token, type, id, { priority: 'live', ...permitted() });
-        if (doc) fetched.set(id, doc);
-        else gone.add(id);
+      const recheckAt = new Date(Date.now() + deps.config.RECHECK_DELAY_S * 1000);
+      const recheckAfter = Date.now() - deps.config.RECHECK_WINDOW_S * 1000;
+      for (const id of [...open]) {
+        const doc = await deps.oura.getDocument(auth, type, id, options());
+        if (doc) {
+          await store([doc]);
+          continue;
+        }
+        // Oura can answer 404 for a document it announced moments ago: a
+        // recent create or update gets one re-check before it counts as gone.
+        const latest = p.latest.get(id)!;
+        if (latest.received_at.getTime() > recheckAfter) {
+          open.delete(id);
+          counts.recheck++;
+          await deps.events.scheduleRecheck(
+            p.all.filter((e) => e.object_id === id).map((e) => e.id),
+            recheckAt,
+          );
+        } else await gone([id]);
       }
 
-      if (fetched.size > 0) await deps.documents.upsert(type, userId, [...fetched.values()]);
-      left = await applyRemovals(deps, type, userId, p, new Set(fetched.keys()), gone);
+      left += await removeDeleted(deps, type, userId, p, present);
       await deps.users.touchFetch(userId);
-      log.info({ events: p.all.length, objects: p.toFetch.length, stored: fetched.size, gone: gone.size }, 'documents fetched');
+      log.info({ events: p.all.length, objects: p.toFetch.length, ...counts, requests }, 'documents fetched');
     });
-  } catch (err) {
-    if (err instanceof UserUnavailableError) {
-      const pending = await deps.events.pendingFor(userId, type, new Date());
-      const ids = pending.map((e) => e.id);
-      if (err.status === 'reauth_required') {
-        await deps.events.park(ids);
-        log.info({ events: ids.length }, 'events parked until the user reconnects');
-        return { outcome: 'parked', left: 0 };
-      }
-      await deps.events.finish(ids, 'ignored', `user_${err.status}`);
-      return { outcome: 'user_unavailable', left: 0 };
-    }
-    throw err;
   } finally {
     if (requests > 0) deps.metrics?.eventRequests.inc(requests);
   }
-  return { outcome: 'served', left };
+  return left;
+}
+
+/**
+ * The one re-check of objects Oura answered 404 for right after announcing
+ * them: a collection read (background priority) of the days around their
+ * events. What it returns is stored; a due object it lacks is gone for good.
+ * Returns recheck_pending when none of the pair's re-checks is due yet.
+ */
+async function recheck(deps: ProcessEventDeps, event: EventRow, type: DocumentType, log: Logger): Promise<EventOutcome> {
+  const userId = event.user_id;
+  const waiting = await deps.events.rechecksFor(userId, type);
+  const now = Date.now();
+  const due = waiting.filter((e) => e.recheck_at!.getTime() <= now + 50);
+  if (due.length === 0) return waiting.some((e) => e.id === event.id) ? 'recheck_pending' : 'already_finished';
+  const info = documentTypes[type];
+  const times = due.map((e) => Date.parse(e.event_time));
+  // The document's day is near its event's (its day in the user's timezone): one day either side.
+  const range: DateRange = info.dateField
+    ? { startDate: isoDay(Math.min(...times) - DAY_MS), endDate: isoDay(Math.max(...times) + 2 * DAY_MS) }
+    : {};
+  const found = new Set<string>();
+  let requests = 0;
+  try {
+    await deps.tokens.withToken(userId, async (auth) => {
+      for await (const page of deps.oura.listDocuments(auth, type, range, { priority: 'background' })) {
+        requests++;
+        await deps.documents.upsert(type, userId, page);
+        for (const d of page) found.add(String(d.id));
+      }
+    });
+  } finally {
+    if (requests > 0) deps.metrics?.eventRequests.inc(requests);
+  }
+  // Every waiting event of a returned object is served, due or not.
+  const all: Plan = { all: waiting, toFetch: [], toRemove: [], latest: new Map() };
+  await finishObjects(deps, all, found, 'stored');
+  const missing = [...new Set(due.map((e) => e.object_id))].filter((id) => !found.has(id));
+  await deps.documents.removeMany(type, userId, missing);
+  await finishObjects(deps, { ...all, all: due }, new Set(missing), 'gone_after_recheck');
+  log.info({ rechecked: due.length, stored: due.length - due.filter((e) => missing.includes(e.object_id)).length, requests }, 'objects re-checked');
+  return 'served';
 }
 
 interface Plan {
@@ -164,6 +277,8 @@ interface Plan {
   toFetch: string[];
   /** Objects whose latest event is a delete. */
   toRemove: string[];
+  /** Each object's latest event. */
+  latest: Map<string, PendingEvent>;
 }
 
 function plan(pending: PendingEvent[]): Plan {
@@ -172,38 +287,31 @@ function plan(pending: PendingEvent[]): Plan {
   const toFetch: string[] = [];
   const toRemove: string[] = [];
   for (const [id, e] of latest) (e.event_type === 'delete' ? toRemove : toFetch).push(id);
-  return { all: pending, toFetch, toRemove };
+  return { all: pending, toFetch, toRemove, latest };
 }
 
 /**
- * Removes deleted and gone documents and marks the claimed events done with
- * what happened to their object. A delete is not applied to a document the
- * read just returned: the read is newer than the event. Returns how many
- * claimed events stay queued because Oura delivered them again meanwhile.
+ * Marks the claimed events of these objects done with `outcome`. Returns how
+ * many stay queued because Oura delivered them again meanwhile.
  */
-async function applyRemovals(
-  deps: ProcessEventDeps,
-  type: DocumentType,
-  userId: string,
-  p: Plan,
-  present: Set<string>,
-  gone: Set<string> = new Set(),
-): Promise<number> {
-  const remove = [...p.toRemove.filter((id) => !present.has(id)), ...gone];
-  await deps.documents.removeMany(type, userId, remove);
-  const byOutcome = new Map<string, number[]>();
-  for (const e of p.all) {
-    const outcome = present.has(e.object_id) ? 'stored' : gone.has(e.object_id) ? 'gone' : 'deleted';
-    byOutcome.set(outcome, [...(byOutcome.get(outcome) ?? []), e.id]);
-  }
-  const finished = new Set<number>();
-  for (const [outcome, ids] of byOutcome) {
-    const claimed = p.all.filter((e) => ids.includes(e.id)).map((e) => ({ id: e.id, deliveries: e.deliveries }));
-    const done = await deps.events.finishServed(claimed, outcome);
-    for (const id of done) finished.add(id);
-    deps.metrics?.eventsProcessed.inc({ outcome }, done.length);
-  }
+async function finishObjects(deps: ProcessEventDeps, p: Plan, objects: Set<string>, outcome: string): Promise<number> {
+  const claimed = p.all.filter((e) => objects.has(e.object_id));
+  if (claimed.length === 0) return 0;
+  const done = new Set(await deps.events.finishServed(claimed.map((e) => ({ id: e.id, deliveries: e.deliveries })), outcome));
+  deps.metrics?.eventsProcessed.inc({ outcome }, done.size);
   const now = Date.now();
-  for (const e of p.all) if (finished.has(e.id)) deps.metrics?.ingestLatency.observe((now - e.received_at.getTime()) / 1000);
-  return p.all.length - finished.size;
+  for (const e of claimed) if (done.has(e.id)) deps.metrics?.ingestLatency.observe((now - e.received_at.getTime()) / 1000);
+  return claimed.length - done.size;
+}
+
+/**
+ * Removes the documents whose latest event is a delete, unless a read just
+ * returned them (the read is newer than the event), and finishes those
+ * events. Returns how many stay queued (delivered again meanwhile).
+ */
+async function removeDeleted(deps: ProcessEventDeps, type: DocumentType, userId: string, p: Plan, present: Set<string>): Promise<number> {
+  const remove = p.toRemove.filter((id) => !present.has(id));
+  if (remove.length === 0) return 0;
+  await deps.documents.removeMany(type, userId, remove);
+  return finishObjects(deps, p, new Set(remove), 'deleted');
 }

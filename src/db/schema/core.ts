@@ -79,6 +79,12 @@ export const webhookEvents = oura.table(
     outcome: text('outcome'),
     deliveries: integer('deliveries').notNull().default(1),
     processed_at: timestamp('processed_at', { withTimezone: true, mode: 'date' }),
+    /**
+     * Oura answered 404 for the object soon after a create or update: it is
+     * read once more, by a collection read of the event's day, no earlier than
+     * this. Null for every other event.
+     */
+    recheck_at: timestamp('recheck_at', { withTimezone: true, mode: 'date' }),
   },
   (t) => [
     index('webhook_events_pending_idx').on(t.received_at).where(sql`${t.status} = 'queued'`),
