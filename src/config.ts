@@ -86,10 +86,20 @@ export const Config = z
     WEBHOOK_EVENTS_RETENTION_DAYS: int(1, 3650).default(30),
     /** No webhook for this long while users are active → warning and metric. */
     SILENCE_ALERT_S: int(60, 30 * 86_400).default(86_400),
-    /** Namespace of every Redis key (queues, limiter, locks): lets deployments share one Redis. */
+    /**
+     * Namespace of every Redis key (queues, limiter, locks): lets deployments
+     * share one Redis. For Redis Cluster it holds one hash tag, `{oura-ingest}`:
+     * a key's first `{…}` decides its slot, so every key lands in that one slot,
+     * as BullMQ's multi-key scripts need. Refused: an empty `{}` (the whole key
+     * would be hashed), a second tag (it would never count), `:` (it separates
+     * the prefix from the rest of a key) and spaces.
+     */
     REDIS_KEY_PREFIX: z
       .string()
-      .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'expected 1-64 letters, digits, dots, dashes or underscores')
+      .regex(
+        /^(?=.{1,64}$)[A-Za-z0-9_.-]*(?:\{[A-Za-z0-9_.-]+\})?[A-Za-z0-9_.-]*$/,
+        'expected 1-64 letters, digits, dots, dashes or underscores, with at most one non-empty {hash tag} (e.g. {oura-ingest} for Redis Cluster)',
+      )
       .default('oura-ingest'),
   })
   .transform((c) => ({

@@ -71,3 +71,15 @@ test('start-up with a bad value exits non-zero with one line naming the variable
   assert.match(r.stderr, /TOKEN_ENCRYPTION_KEY/);
   assert.equal(r.stderr.includes(TEST_SECRETS.OURA_CLIENT_SECRET), false);
 });
+
+test('REDIS_KEY_PREFIX takes one Redis Cluster hash tag, and refuses what would break key composition', () => {
+  assert.equal(loadConfig(valid).REDIS_KEY_PREFIX, 'oura-ingest');
+  for (const prefix of ['{oura-ingest}', '{oura-ingest}-eu', 'eu.{oura_ingest}', 'oura-ingest']) {
+    assert.equal(loadConfig({ ...valid, REDIS_KEY_PREFIX: prefix }).REDIS_KEY_PREFIX, prefix);
+  }
+  for (const prefix of ['oura ingest', 'oura:ingest', '{}', '{oura}{eu}', '{oura', 'oura}', '{oura{eu}}', 'x'.repeat(65)]) {
+    const msg = errorFor({ ...valid, REDIS_KEY_PREFIX: prefix });
+    assert.match(msg, /^config: REDIS_KEY_PREFIX expected 1-64 letters, .* \{hash tag\}/, prefix);
+    assert.equal(msg.includes('\n'), false);
+  }
+});
