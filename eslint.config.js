@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'migrations/**'] },
+  { ignores: ['dist/**', 'node_modules/**', 'migrations/**', '.dependency-cruiser.cjs'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -16,7 +16,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/config.ts', 'src/sim/config.ts', 'test/**', 'scripts/**', 'bench/**', 'drizzle.config.ts'],
+    files: ['src/config.ts', 'src/sim/config.ts', 'test/**', 'scripts/**', 'bench/**', 'dev/**', 'drizzle.config.ts'],
     rules: { 'no-restricted-properties': 'off' },
   },
 );

@@ -45,7 +45,7 @@ import { createDb, createPool } from '../src/db/index.js';
 import { runMigrations } from '../src/db/migrate.js';
 import { createUsersRepo } from '../src/db/users.js';
 import { DOCUMENT_TYPES } from '../src/oura/registry.js';
-import { INTAKE_QUEUE, type IntakeJob } from '../src/workers/queues.js';
+import { INTAKE_QUEUE, type IntakeJob } from '../src/queues/index.js';
 import { clearPrefix } from '../test/helpers/env.js';
 import { compileService, eventually, freePort, machineCpu, memoryOf, processCpuS, repoRoot, SECRETS, serviceNodeOptions, stopChild } from './stack.js';
 

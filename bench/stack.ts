@@ -21,7 +21,7 @@ import { runMigrations } from '../src/db/migrate.js';
 import { createDeps } from '../src/deps.js';
 import { buildApp } from '../src/server/app.js';
 import { startSimulator } from '../src/sim/index.js';
-import { EVENTS_QUEUE } from '../src/workers/queues.js';
+import { EVENTS_QUEUE } from '../src/queues/index.js';
 import { composeServices, imageNodeOptions } from '../test/helpers/deployment.js';
 import { clearPrefix } from '../test/helpers/env.js';
 import { eventually, freePort, simJsonClient } from '../test/helpers/util.js';

@@ -17,10 +17,9 @@ import { createOuraClient } from './oura/client.js';
 import { createSubscriptionsClient } from './oura/subscriptions.js';
 import { createLimiter } from './oura/limiter.js';
 import { createTokenService } from './oura/tokens.js';
+import { createOutageLog, watchOutages } from './outages.js';
 import { withTimeout } from './timeout.js';
-import { createBackfillQueue } from './workers/backfill.js';
-import { createMaintenanceQueue } from './workers/maintenance.js';
-import { createEventQueue, createIntakeQueue } from './workers/queues.js';
+import { createBackfillQueue, createEventQueue, createIntakeQueue, createMaintenanceQueue } from './queues/index.js';
 
 export interface DepsOptions {
   log?: Logger;
@@ -40,6 +39,9 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
   const closers: Array<() => Promise<unknown>> = [];
 
   const pool = createPool({ url: config.DATABASE_URL, max: opts.dbPoolSize ?? 10 });
+  // An idle client losing its connection must not crash the process (the next
+  // query reconnects), but the outage is logged.
+  watchOutages(pool, createOutageLog(log, 'postgres'), 'connect');
   closers.push(() => pool.end());
   const db = createDb(pool);
 
@@ -48,7 +50,10 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
   const redis = new Redis(config.REDIS_URL, { ...redisOpts, maxRetriesPerRequest: 2 });
   // Producer side of the queue: no offline queue, so a down Redis fails fast and the webhook answers 503.
   const queueRedis = new Redis(config.REDIS_URL, { ...redisOpts, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
-  for (const r of [redis, queueRedis]) r.on('error', () => {});
+  // One log line per outage and per recovery, not one per retry. The queues share queueRedis: one log for both.
+  watchOutages(redis, createOutageLog(log, 'redis'), 'ready');
+  const queueOutages = createOutageLog(log, 'redis (queues)');
+  watchOutages(queueRedis, queueOutages, 'ready');
   closers.push(() => redis.quit().catch(() => redis.disconnect()));
   closers.push(() => queueRedis.quit().catch(() => queueRedis.disconnect()));
 
@@ -77,16 +82,16 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
   const tokens = createTokenService({ users, cipher, oura, redis, log, prefix, metrics });
   const subscriptions = createSubscriptionsClient(oura);
   const queue = createEventQueue(queueRedis, prefix, { attempts: config.JOB_ATTEMPTS, backoffMs: config.JOB_BACKOFF_MS });
-  queue.on('error', () => {});
+  watchOutages(queue, queueOutages);
   closers.push(() => queue.close());
   const intakeQueue = createIntakeQueue(queueRedis, prefix);
-  intakeQueue.on('error', () => {});
+  watchOutages(intakeQueue, queueOutages);
   closers.push(() => intakeQueue.close());
   const backfillQueue = createBackfillQueue(queueRedis, prefix);
-  backfillQueue.on('error', () => {});
+  watchOutages(backfillQueue, queueOutages);
   closers.push(() => backfillQueue.close());
   const maintenanceQueue = createMaintenanceQueue(queueRedis, prefix);
-  maintenanceQueue.on('error', () => {});
+  watchOutages(maintenanceQueue, queueOutages);
   closers.push(() => maintenanceQueue.close());
   registerCollectors(metrics, {
     queues: { intake: intakeQueue, events: queue, backfill: backfillQueue, maintenance: maintenanceQueue },
@@ -94,10 +99,11 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
     lastWebhookAt: () => events.lastReceivedAt(),
   });
 
+  const workerOutages = createOutageLog(log, 'redis (workers)');
   /** A separate connection for each BullMQ worker (blocking commands). */
   function workerConnection(): Redis {
     const c = new Redis(config.REDIS_URL, { ...redisOpts, maxRetriesPerRequest: null });
-    c.on('error', () => {});
+    watchOutages(c, workerOutages, 'ready');
     closers.push(() => c.quit().catch(() => c.disconnect()));
     return c;
   }

@@ -18,7 +18,10 @@ export const REDACT_PATHS = [
   '*.client_secret',
   '*.clientSecret',
   '*.token',
-  '*.code',
+  // An OAuth authorization code, where a query or form is logged whole (error codes stay readable).
+  'query.code',
+  '*.query.code',
+  '*.form.code',
   '*.document',
   '*.doc',
   '*.personal_info',

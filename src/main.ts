@@ -30,7 +30,7 @@ if (app) {
 }
 // A worker-only process has no API: it serves its metrics and health for Prometheus and healthchecks.
 const metricsServer = mode === 'worker' && config.METRICS_PORT > 0 ? createWorkerStatusServer(deps).listen(config.METRICS_PORT, config.HOST) : null;
-metricsServer?.on('error', (err) => log.error({ err: { message: err.message } }, 'metrics server could not listen'));
+metricsServer?.on('error', (err) => log.error({ err }, 'metrics server could not listen'));
 log.info({ port: app ? config.PORT : undefined, metricsPort: metricsServer ? config.METRICS_PORT : undefined }, 'oura-ingest started');
 
 let stopping = false;

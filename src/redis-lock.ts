@@ -4,6 +4,21 @@ import type { Redis } from 'ioredis';
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 const EXTEND = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
 
+/**
+ * A lock stayed held by someone else for longer than the caller would wait:
+ * a transient failure (the holder is working, or died and its lock is about
+ * to expire), for the caller's retries.
+ */
+export class LockTimeoutError extends Error {
+  override name = 'LockTimeoutError';
+  constructor(
+    readonly key: string,
+    readonly waitedMs: number,
+  ) {
+    super(`lock ${key} still held after ${waitedMs} ms`);
+  }
+}
+
 export interface LockOptions {
   /** Lock lifetime; renewed every third of it while `fn` runs. */
   ttlMs?: number;

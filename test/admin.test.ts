@@ -4,7 +4,7 @@ import type pg from 'pg';
 import { createDb } from '../src/db/index.js';
 import { createEventsRepo } from '../src/db/events.js';
 import { personalInfoPath } from '../src/oura/registry.js';
-import { eventJobId } from '../src/workers/queues.js';
+import { eventJobId } from '../src/queues/index.js';
 import { TEST_SECRETS } from './helpers/env.js';
 import { eventually, startStack, type Stack } from './helpers/stack.js';
 

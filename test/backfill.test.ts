@@ -4,7 +4,9 @@ import { after, before, describe, test } from 'node:test';
 import { isDeepStrictEqual } from 'node:util';
 import { pino } from 'pino';
 import { DOCUMENT_TYPES, TIME_SERIES, documentTypes } from '../src/oura/registry.js';
-import { backfillRange, isoDay, reconcileUser, SERIES_WINDOW_DAYS } from '../src/workers/backfill.js';
+import { isoDay } from '../src/dates.js';
+import { backfillRange, SERIES_WINDOW_DAYS } from '../src/queues/index.js';
+import { reconcileUser } from '../src/workers/backfill.js';
 import { reconcileTickTask } from '../src/workers/reconcile-tick.js';
 import { eventually, startStack, type Stack } from './helpers/stack.js';
 

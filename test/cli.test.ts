@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { DOCUMENT_TYPES, documentTypes, WEBHOOK_OPERATIONS } from '../src/oura/registry.js';
-import { eventJobId } from '../src/workers/queues.js';
+import { eventJobId } from '../src/queues/index.js';
 import { eventually, repoRoot, startStack, type Stack } from './helpers/stack.js';
 
 const WANTED = DOCUMENT_TYPES.filter((t) => documentTypes[t].webhook).length * WEBHOOK_OPERATIONS.length;

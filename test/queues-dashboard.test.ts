@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { eventJobId } from '../src/workers/queues.js';
+import { eventJobId } from '../src/queues/index.js';
 import { TEST_SECRETS } from './helpers/env.js';
 import { startStack, type Stack } from './helpers/stack.js';
 

@@ -1,7 +1,7 @@
 import type { Job } from 'bullmq';
 import type { Deps } from '../deps.js';
-import { AppError } from '../server/errors.js';
-import { EventJob } from '../workers/queues.js';
+import { AppError } from '../errors/catalog.js';
+import { EventJob } from '../queues/index.js';
 
 /** A dead letter: a job of the events queue that failed for good, with what its event was about. */
 export interface FailedJob {
@@ -98,7 +98,7 @@ export async function replayFailed(
       // Replayed or removed meanwhile: leave its event as it was found.
       const eventId = eventIdOf(job);
       if (eventId !== null) await deps.admin.markFailed([eventId], 'replay_failed');
-      log.warn({ jobId: job.id, err: { message: (err as Error).message } }, 'could not replay failed job');
+      log.warn({ jobId: job.id, err }, 'could not replay failed job');
     }
     input.onProgress?.(i + 1, jobs.length);
   }

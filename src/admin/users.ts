@@ -1,6 +1,6 @@
 import type { Deps } from '../deps.js';
-import { AppError } from '../server/errors.js';
-import { eventJobId } from '../workers/queues.js';
+import { AppError } from '../errors/catalog.js';
+import { eventJobId, startBackfill } from '../queues/index.js';
 
 /** A user as the admin API and CLI show it: status and activity, never tokens or personal_info. */
 export interface AdminUser {
@@ -88,7 +88,6 @@ export async function backfillUser(deps: Deps, input: { userId: string; days: nu
   const user = await deps.users.get(input.userId);
   if (!user) throw new AppError('not_found', `no user ${input.userId}`);
   if (user.status !== 'active') throw new AppError('bad_request', `user ${input.userId} is ${user.status}; they must reconnect first`);
-  const { startBackfill } = await import('../workers/backfill.js');
   await startBackfill(deps, input.userId, input.days);
   return { user_id: input.userId, days: input.days };
 }
@@ -131,7 +130,7 @@ export async function disconnectUser(
       revoked = true;
     } catch (err) {
       const e = err as Error & { code?: string; status?: number };
-      log.warn({ err: { message: e.message, code: e.code, status: e.status } }, 'token revocation failed; disconnecting anyway');
+      log.warn({ err: e }, 'token revocation failed; disconnecting anyway');
     }
   }
 

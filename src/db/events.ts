@@ -107,7 +107,7 @@ export function createEventsRepo(db: Db) {
     async recordDeliveries(batch: Array<{ event: IncomingEvent; supported: boolean }>): Promise<number[]> {
       // A named statement: Postgres plans it once per connection.
       const result = await pool.query<[string]>({
-        name: 'oura_record_deliveries_v3',
+        name: 'oura_inbox_append',
         text: RECORD_DELIVERIES_SQL,
         rowMode: 'array',
         values: [
@@ -129,7 +129,7 @@ export function createEventsRepo(db: Db) {
       const out: AdmittedDeliveries = { deliveries: 0, queued: [], repeats: [], ignored: 0, duplicates: 0 };
       if (deliveryIds.length === 0) return out;
       const result = await pool.query<{ id: string; status: EventStatus; inserted: boolean; moved: number }>({
-        name: 'oura_admit_deliveries_v1',
+        name: 'oura_inbox_admit',
         text: ADMIT_DELIVERIES_SQL,
         values: [`{${deliveryIds.join(',')}}`],
       });

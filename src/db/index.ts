@@ -22,8 +22,6 @@ export function createPool(opts: DbOptions): pg.Pool {
     statement_timeout: opts.statementTimeoutMs ?? 15_000,
     application_name: opts.applicationName ?? 'oura-ingest',
   });
-  // An idle client losing its connection must not crash the process; the next query reconnects.
-  pool.on('error', () => {});
   return pool;
 }
 

@@ -56,6 +56,15 @@ export type TokenSet = z.infer<typeof TokenSet>;
 const Page = z.looseObject({ data: z.array(z.unknown()), next_token: z.string().nullish() });
 const PersonalInfo = z.looseObject({ id: z.string().min(1) });
 
+/** A body as JSON, or undefined when it is not JSON (the caller's schema then refuses it). */
+function parseJson(body: string): unknown {
+  try {
+    return JSON.parse(body);
+  } catch {
+    return undefined;
+  }
+}
+
 function headerNumber(h: Headers, name: string): number | null {
   const v = h.get(name);
   if (v === null || v.trim() === '') return null;
@@ -251,7 +260,7 @@ export function createOuraClient(opts: OuraClientOptions) {
       },
       null,
     );
-    const parsed = TokenSet.safeParse(JSON.parse(body));
+    const parsed = TokenSet.safeParse(parseJson(body));
     if (!parsed.success) throw new OuraApiError('oauth/token: unexpected token response', 502, true, { code: 'bad_response' });
     return parsed.data;
   }

@@ -178,7 +178,21 @@ export function tokenKey(accessToken: string): string {
   return createHash('sha256').update(accessToken).digest('hex').slice(0, 24);
 }
 
+/**
+ * The scripts as ioredis commands: sent by SHA (EVALSHA), loaded once per
+ * connection, rather than the whole script with every acquire.
+ */
+const COMMANDS = { ouraLimiterAcquire: SCRIPT, ouraLimiterPause: PAUSE_SCRIPT, ouraLimiterPauseLeft: PAUSE_LEFT_SCRIPT, ouraLimiterBacklog: BACKLOG_SCRIPT };
+type Command = (numKeys: number, ...keysAndArgs: Array<string | number>) => Promise<unknown>;
+
+function commands(redis: Redis): Record<keyof typeof COMMANDS, Command> {
+  const r = redis as unknown as Record<string, Command | undefined>;
+  for (const [name, lua] of Object.entries(COMMANDS)) if (!r[name]) redis.defineCommand(name, { lua });
+  return r as Record<keyof typeof COMMANDS, Command>;
+}
+
 export function createLimiter(redis: Redis, opts: LimiterOptions) {
+  const cmd = commands(redis);
   const prefix = `${opts.prefix ?? 'oura-ingest'}:{limiter}`;
   const marginMs = opts.marginMs;
   const maxAheadMs = opts.maxAheadMs ?? 8000;
@@ -201,7 +215,7 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
       args[2] = 2;
       args.push(...(opts.token ? tierArgs(opts.token, marginMs) : [1_000_000_000, 1000, 0]));
     }
-    const [code, delay] = (await redis.eval(SCRIPT, keys.length, ...keys, ...args)) as [number, number];
+    const [code, delay] = (await cmd.ouraLimiterAcquire(keys.length, ...keys, ...args)) as [number, number];
     return { granted: code === 1, paused: code === 2, delayMs: Math.max(0, delay) };
   }
 
@@ -211,7 +225,7 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
      * could go now; large when the budget is scarce.
      */
     async backlogMs(): Promise<number> {
-      const v = (await redis.eval(BACKLOG_SCRIPT, 1, tierKeys('app')[0]!)) as number;
+      const v = (await cmd.ouraLimiterBacklog(1, tierKeys('app')[0]!)) as number;
       return Math.max(0, v);
     },
     /**
@@ -237,7 +251,7 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
             await sleep(delayMs, options.signal);
             // A 429 may have paused the tier while this caller slept on its booking.
             const pauseKeys = [tierKeys('app')[1]!, ...(tokenId ? [tierKeys(tokenTier(tokenId))[1]!] : [])];
-            const left = (await redis.eval(PAUSE_LEFT_SCRIPT, pauseKeys.length, ...pauseKeys)) as number;
+            const left = (await cmd.ouraLimiterPauseLeft(pauseKeys.length, ...pauseKeys)) as number;
             if (left > 0) {
               await sleep(left, options.signal);
               continue;
@@ -264,7 +278,7 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
     ): Promise<void> {
       const name = tier === 'application' || !accessToken ? 'app' : tokenTier(tokenKey(accessToken));
       const [, pauseKey, overrideKey] = tierKeys(name);
-      await redis.eval(PAUSE_SCRIPT, 1, pauseKey!, Math.max(0, Math.ceil(ms)));
+      await cmd.ouraLimiterPause(1, pauseKey!, Math.max(0, Math.ceil(ms)));
       if (announced?.limit && announced.windowS) {
         const windowMs = announced.windowS * 1000 + (marginMs ?? defaultMargin({ limit: announced.limit, windowS: announced.windowS }));
         const ttl = announced.resetAt ? Math.max(announced.resetAt * 1000 - Date.now(), ms) : windowMs;

@@ -204,3 +204,24 @@ export async function syncSubscriptions(client: SubscriptionsClient, opts: SyncO
   for (const list of Object.values(result)) (list as Array<{ data_type: string; event_type: string }>).sort(order);
   return result;
 }
+
+/** What the application's subscriptions follow from. */
+export interface AppSubscriptionConfig {
+  PUBLIC_BASE_URL: string;
+  OURA_WEBHOOK_VERIFICATION_TOKEN: string;
+}
+
+/** Where Oura calls us. */
+export const callbackUrl = (config: Pick<AppSubscriptionConfig, 'PUBLIC_BASE_URL'>): string => `${config.PUBLIC_BASE_URL}/webhooks/oura`;
+
+/** One subscription per ingested (event_type, data_type) calling PUBLIC_BASE_URL/webhooks/oura; see syncSubscriptions. */
+export function syncAppSubscriptions(
+  deps: { subscriptions: SubscriptionsClient; config: AppSubscriptionConfig },
+  input: { onProgress?: (done: number, total: number) => void } = {},
+): Promise<SyncResult> {
+  return syncSubscriptions(deps.subscriptions, {
+    callbackUrl: callbackUrl(deps.config),
+    verificationToken: deps.config.OURA_WEBHOOK_VERIFICATION_TOKEN,
+    onProgress: input.onProgress,
+  });
+}

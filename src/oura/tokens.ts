@@ -4,7 +4,7 @@ import type { TokenCipher } from '../crypto.js';
 import type { UsersRepo } from '../db/users.js';
 import type { Metrics } from '../metrics.js';
 import { OuraApiError, type OuraClient, type TokenSet, type UserAuth } from './client.js';
-import { withLock } from '../redis-lock.js';
+import { LockTimeoutError, withLock } from '../redis-lock.js';
 
 /** The user cannot be served until something changes (reconnect, membership). */
 export class UserUnavailableError extends Error {
@@ -17,6 +17,9 @@ export class UserUnavailableError extends Error {
     super(`user is ${status}${reason ? ` (${reason})` : ''}`);
   }
 }
+
+/** How long a refresh waits for another process's refresh of the same user. */
+const REFRESH_LOCK_WAIT_MS = 30_000;
 
 /**
  * A token this close to its expiry is refreshed before it is sent. The token
@@ -90,9 +93,9 @@ export function createTokenService(deps: {
         log.info({ userId }, 'access token refreshed');
         return fresh.access_token;
       },
-      { ttlMs: 20_000, waitMs: 30_000 },
+      { ttlMs: 20_000, waitMs: REFRESH_LOCK_WAIT_MS },
     );
-    if (!locked.acquired) throw new OuraApiError('token refresh lock wait timed out', 0, true, { code: 'refresh_busy' });
+    if (!locked.acquired) throw new LockTimeoutError('refresh', REFRESH_LOCK_WAIT_MS);
     return locked.value;
   }
 

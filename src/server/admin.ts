@@ -5,8 +5,7 @@ import { listSubscriptions, syncAppSubscriptions } from '../admin/subscriptions.
 import { backfillUser, defaultBackfillDays, disconnectUser, listUsers } from '../admin/users.js';
 import { isAdmin } from './admin-auth.js';
 import type { Deps } from '../deps.js';
-import { OuraApiError } from '../oura/client.js';
-import { AppError } from './errors.js';
+import { AppError, parseOr, viaOura } from '../errors/catalog.js';
 
 export interface AdminRoutesOptions {
   adminToken: string;
@@ -18,19 +17,6 @@ const FailedQuery = z.object({
   limit: z.coerce.number().int().min(1).max(1000).optional(),
   offset: z.coerce.number().int().min(0).optional(),
 });
-
-/** Oura's answers become our error codes; everything else goes to the error handler as is. */
-async function viaOura<T>(what: string, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (!(err instanceof OuraApiError)) throw err;
-    if (err.status >= 400 && err.status < 500 && err.status !== 408 && err.status !== 429) {
-      throw new AppError('oura_refused', `Oura refused to ${what} (${err.status} ${err.code})`);
-    }
-    throw new AppError('oura_unavailable', `Oura could not ${what} (${err.code}); try again later`);
-  }
-}
 
 /**
  * The admin API under /admin. Every route needs `Authorization: Bearer
@@ -53,12 +39,8 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRoutesOptions
 
   app.post('/users/:userId/backfill', async (req, reply) => {
     const { userId } = req.params as { userId: string };
-    const body = BackfillBody.safeParse(req.body ?? {});
-    if (!body.success) {
-      const issue = body.error.issues[0]!;
-      throw new AppError('invalid_body', `${issue.path.join('.') || 'body'}: ${issue.message}`);
-    }
-    const started = await backfillUser(deps, { userId, days: body.data.days ?? defaultBackfillDays(deps) });
+    const body = parseOr(BackfillBody, req.body ?? {}, 'invalid_body');
+    const started = await backfillUser(deps, { userId, days: body.days ?? defaultBackfillDays(deps) });
     return reply.code(202).send({ ...started, status: 'started' });
   });
 
@@ -68,18 +50,11 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRoutesOptions
   });
 
   app.get('/failed', async (req) => {
-    const q = FailedQuery.safeParse(req.query);
-    if (!q.success) throw new AppError('bad_request', `${q.error.issues[0]!.path.join('.')}: ${q.error.issues[0]!.message}`);
-    return listFailed(deps, q.data);
+    return listFailed(deps, parseOr(FailedQuery, req.query, 'bad_request', 'query'));
   });
 
   app.post('/failed/replay', async (req) => {
-    const body = ReplayBody.safeParse(req.body ?? {});
-    if (!body.success) {
-      const issue = body.error.issues[0]!;
-      throw new AppError('invalid_body', `${issue.path.join('.') || 'body'}: ${issue.message}`);
-    }
-    return replayFailed(deps, { ids: body.data.ids });
+    return replayFailed(deps, { ids: parseOr(ReplayBody, req.body ?? {}, 'invalid_body').ids });
   });
 
   app.get('/subscriptions', async () => ({

@@ -3,13 +3,12 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import type { Deps } from '../deps.js';
 import { migrationsApplied } from '../db/migrate.js';
 import { adminRoutes } from './admin.js';
-import { AppError, ERROR_STATUS } from './errors.js';
+import { handleError, notFound } from '../errors/http.js';
 import { oauthRoutes } from './oauth.js';
 import { queuesDashboard } from './queues-dashboard.js';
 import { readinessReport } from './readiness.js';
 import { webhookRoutes } from './webhook.js';
-import { onUserConnected } from '../workers/connect.js';
-
+import { onUserConnected } from '../queues/index.js';
 import { pathOnly } from '../logger.js';
 import { requestLoggerFactory } from './request-logger.js';
 
@@ -25,36 +24,8 @@ export async function buildApp(deps: Deps, opts: { trustProxy?: boolean } = {}):
     genReqId: () => crypto.randomUUID(),
     childLoggerFactory: requestLoggerFactory as unknown as FastifyServerOptions['childLoggerFactory'],
   });
-  app.setErrorHandler((err, req, reply) => {
-    let status: number;
-    let code: string;
-    let message: string;
-    if (err instanceof AppError) {
-      ({ status, code, message } = err);
-    } else if ((err as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      status = ERROR_STATUS.payload_too_large;
-      code = 'payload_too_large';
-      message = 'request body is larger than allowed';
-    } else if ((err as { statusCode?: number }).statusCode === 429) {
-      status = 429;
-      code = 'rate_limited';
-      message = 'too many requests; slow down';
-    } else if ((err as { statusCode?: number }).statusCode && (err as { statusCode: number }).statusCode < 500) {
-      status = (err as { statusCode: number }).statusCode;
-      code = status === 415 ? 'unsupported_media_type' : 'bad_request';
-      message = err instanceof Error ? err.message : 'bad request';
-    } else {
-      status = 500;
-      code = 'internal';
-      message = 'internal error';
-      req.log.error({ err }, 'unhandled error');
-    }
-    if (status >= 500) req.log.warn({ code }, 'request failed');
-    void reply.code(status).send({ code, message, request_id: req.id });
-  });
-  app.setNotFoundHandler((req, reply) => {
-    void reply.code(404).send({ code: 'not_found', message: `no route ${req.method} ${pathOnly(req.url)}`, request_id: req.id });
-  });
+  app.setErrorHandler(handleError);
+  app.setNotFoundHandler((req, reply) => notFound(req, reply, pathOnly(req.url)));
 
   await app.register(rateLimit, { global: false, redis: deps.redis, nameSpace: `${deps.prefix}:http-rl:` });
 

@@ -1,7 +1,7 @@
 import type { EventsRepo, IncomingEvent } from '../db/events.js';
-import type { IntakeQueue } from '../workers/queues.js';
+import type { IntakeQueue } from '../queues/index.js';
 import { withTimeout } from '../timeout.js';
-import { AppError } from './errors.js';
+import { AppError } from '../errors/catalog.js';
 
 interface Pending {
   event: IncomingEvent;

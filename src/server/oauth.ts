@@ -4,9 +4,9 @@ import type { Redis } from 'ioredis';
 import { createSigner } from '../crypto.js';
 import type { UsersRepo } from '../db/users.js';
 import { OuraApiError, type OuraClient } from '../oura/client.js';
-import { OURA_SCOPES } from '../oura/registry.js';
+import { authorizeUrl } from '../oura/authorize.js';
 import type { TokenService } from '../oura/tokens.js';
-import { AppError } from './errors.js';
+import { AppError, fromOuraError } from '../errors/catalog.js';
 
 const STATE_TTL_S = 600;
 
@@ -39,13 +39,7 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthDeps) {
     const exp = Math.floor(Date.now() / 1000) + STATE_TTL_S;
     const state = signer.sign(`${nonce}.${exp}`);
     await deps.redis.set(nonceKey(nonce), '1', 'EX', STATE_TTL_S);
-    const url = new URL(deps.authorizeUrl);
-    url.searchParams.set('response_type', 'code');
-    url.searchParams.set('client_id', deps.clientId);
-    url.searchParams.set('redirect_uri', redirectUri);
-    url.searchParams.set('scope', OURA_SCOPES.join(' '));
-    url.searchParams.set('state', state);
-    return reply.redirect(url.toString(), 302);
+    return reply.redirect(authorizeUrl({ authorizeEndpoint: deps.authorizeUrl, clientId: deps.clientId, redirectUri, state }), 302);
   });
 
   app.get('/oauth/callback', { config: { rateLimit } }, async (req, reply) => {
@@ -69,12 +63,13 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthDeps) {
       req.log.info({ userId, reconnected }, 'user connected');
       await deps.onConnected?.(userId, reconnected);
     } catch (err) {
-      if (err instanceof OuraApiError) {
-        req.log.warn({ status: err.status, code: err.code }, 'oauth exchange failed');
-        if (err.status >= 400 && err.status < 500) throw new AppError('oauth_denied', `Oura refused the authorization code (${err.code})`);
-        throw new AppError('oura_unavailable', 'Oura could not be reached; try connecting again');
-      }
-      throw err;
+      if (!(err instanceof OuraApiError)) throw err;
+      req.log.warn({ status: err.status, code: err.code }, 'oauth exchange failed');
+      throw fromOuraError(err, {
+        refused: 'oauth_denied',
+        refusedMessage: `Oura refused the authorization code (${err.code})`,
+        unavailableMessage: 'Oura could not be reached; try connecting again',
+      });
     }
     return reply.code(200).send({ status: 'connected', user_id: userId });
   });

@@ -4,7 +4,7 @@ import { FastifyAdapter } from '@bull-board/fastify';
 import type { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import { isAdmin } from './admin-auth.js';
-import { ERROR_STATUS } from './errors.js';
+import { ERROR_STATUS } from '../errors/catalog.js';
 
 export const QUEUES_DASHBOARD_PATH = '/admin/queues';
 

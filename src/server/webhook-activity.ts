@@ -19,7 +19,7 @@ export function createWebhookActivity(users: Pick<UsersRepo, 'touchWebhooks'>, l
     } catch (err) {
       // Keep them for the next try, unless newer ones arrived meanwhile.
       for (const [id, at] of batch) if (!seen.has(id)) seen.set(id, at);
-      log.warn({ err: { message: (err as Error).message }, users: batch.size }, 'could not record webhook activity; will retry');
+      log.warn({ err, users: batch.size }, 'could not record webhook activity; will retry');
     }
   }
   function flush(): Promise<void> {

@@ -4,9 +4,9 @@ import { safeEqual, verifyWebhookSignature } from '../crypto.js';
 import type { EventsRepo } from '../db/events.js';
 import type { UsersRepo } from '../db/users.js';
 import { isDocumentType } from '../oura/registry.js';
-import type { IntakeQueue } from '../workers/queues.js';
+import type { IntakeQueue } from '../queues/index.js';
 import { createDeliveryBatcher } from './delivery-batcher.js';
-import { AppError } from './errors.js';
+import { AppError, formatZodError } from '../errors/catalog.js';
 import { createWebhookActivity } from './webhook-activity.js';
 
 export const WEBHOOK_BODY_LIMIT = 64 * 1024;
@@ -87,8 +87,8 @@ export async function webhookRoutes(app: FastifyInstance, deps: WebhookDeps) {
     queueTimeoutMs: deps.queueTimeoutMs ?? 3000,
     onError: (stage, err) =>
       stage === 'database'
-        ? app.log.error({ stage, err: { message: err.message } }, 'could not record webhook deliveries; answered 503')
-        : app.log.error({ stage, err: { message: err.message } }, 'could not queue recorded webhook deliveries; the sweeper will'),
+        ? app.log.error({ stage, err }, 'could not record webhook deliveries; answered 503')
+        : app.log.error({ stage, err }, 'could not queue recorded webhook deliveries; the sweeper will'),
     onUnqueued: deps.onUnqueued,
   });
   const activity = createWebhookActivity(deps.users, app.log);
@@ -146,10 +146,7 @@ export async function webhookRoutes(app: FastifyInstance, deps: WebhookDeps) {
         throw refuse('body', new AppError('invalid_body', 'body is not valid JSON'));
       }
       const parsed = WebhookBody.safeParse(json);
-      if (!parsed.success) {
-        const issue = parsed.error.issues[0]!;
-        throw refuse('body', new AppError('invalid_body', `${issue.path.join('.') || 'body'}: ${issue.message}`));
-      }
+      if (!parsed.success) throw refuse('body', new AppError('invalid_body', formatZodError(parsed.error)));
       const { data } = parsed;
       const time = parseEventTime(data.event_time);
       if (time === null) throw refuse('body', new AppError('invalid_body', 'event_time: must be an ISO 8601 date-time between the years 1 and 9999'));

@@ -1,134 +1,27 @@
-import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { z } from 'zod';
+import { DAY_MS, isoDay, utcMidnight } from '../dates.js';
 import { createDocumentsRepo } from '../db/documents.js';
 import { createSeriesRepo } from '../db/series.js';
 import type { Deps } from '../deps.js';
-import { OuraApiError } from '../oura/client.js';
-import {
-  DOCUMENT_TYPES,
-  TIME_SERIES,
-  documentTypes,
-  isDocumentType,
-  type DocumentType,
-  type TimeSeriesType,
-} from '../oura/registry.js';
+import type { OuraApiError } from '../oura/client.js';
+import { DOCUMENT_TYPES, TIME_SERIES, documentTypes, isDocumentType } from '../oura/registry.js';
 import { UserUnavailableError } from '../oura/tokens.js';
+import { failJobOnOuraError } from './oura-errors.js';
+import {
+  BACKFILL_QUEUE,
+  BackfillJob,
+  SERIES_WINDOW_DAYS,
+  enqueueWindow,
+  windowDays,
+} from '../queues/index.js';
 
 /**
  * Background work: a user's historical load (backfill) and the periodic
- * re-sync of recent days (reconciliation). It runs at the limiter's
- * background priority, behind webhook-driven fetches.
+ * re-sync of recent days (reconciliation), at the limiter's background
+ * priority, behind webhook-driven fetches. The queue's contract (job shapes,
+ * how work is queued) is src/queues/backfill.ts.
  */
-export const BACKFILL_QUEUE = 'oura-backfill';
-
-export const DATA_KINDS = [...DOCUMENT_TYPES, ...TIME_SERIES] as const;
-export type DataKind = DocumentType | TimeSeriesType;
-
-export const BackfillJob = z.discriminatedUnion('kind', [
-  z.object({
-    kind: z.literal('window'),
-    userId: z.string().min(1),
-    dataType: z.enum(DATA_KINDS),
-    /** started_at of the progress row (ms): jobs of an earlier, restarted backfill are dropped. */
-    generation: z.number().int(),
-    /** Ordinal of the window within this data type; doubles as the job's priority (round-robin across users). */
-    n: z.number().int().min(0),
-  }),
-  z.object({ kind: z.literal('reconcile'), userId: z.string().min(1) }),
-]);
-export type BackfillJob = z.infer<typeof BackfillJob>;
-
-const DAY_MS = 86_400_000;
-/** The longest range Oura accepts for a time series request. */
-export const SERIES_WINDOW_DAYS = 30;
-/** Documents: one window for the whole range up to this size (pagination is Oura's). */
-const DOCUMENT_WINDOW_DAYS = 366;
-
-export function utcMidnight(ms: number): number {
-  return Math.floor(ms / DAY_MS) * DAY_MS;
-}
-export function isoDay(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10);
-}
-
-/**
- * The range a backfill of `days` covers: from the start of the UTC day `days`
- * ago to two days ahead. Oura reads a date-only `end_date` as the start of that
- * day, so an end of "tomorrow" or later is needed to include today's
- * documents in every timezone.
- */
-export function backfillRange(days: number, now = Date.now()): { start: number; end: number } {
-  const today = utcMidnight(now);
-  return { start: today - days * DAY_MS, end: today + 2 * DAY_MS };
-}
-
-function windowDays(kind: DataKind): number {
-  return isDocumentType(kind) ? DOCUMENT_WINDOW_DAYS : SERIES_WINDOW_DAYS;
-}
-
-export function windowCount(kind: DataKind, start: number, end: number): number {
-  if (isDocumentType(kind) && !documentTypes[kind].dateField) return 1;
-  return Math.max(1, Math.ceil((end - start) / (windowDays(kind) * DAY_MS)));
-}
-
-export function createBackfillQueue(connection: Redis, prefix: string) {
-  return new Queue<BackfillJob>(BACKFILL_QUEUE, {
-    connection,
-    prefix,
-    defaultJobOptions: {
-      attempts: 8,
-      backoff: { type: 'exponential', delay: 2000, jitter: 0.5 },
-      removeOnComplete: { age: 3600, count: 10_000 },
-      removeOnFail: { age: 14 * 24 * 3600 },
-    },
-  });
-}
-export type BackfillQueue = ReturnType<typeof createBackfillQueue>;
-
-function windowJobId(userId: string, kind: DataKind, generation: number, n: number): string {
-  return `bf-${userId}-${kind}-${generation}-${n}`;
-}
-
-async function enqueueWindow(deps: Deps, userId: string, kind: DataKind, generation: number, n: number): Promise<void> {
-  await deps.backfillQueue.add(
-    'window',
-    { kind: 'window', userId, dataType: kind, generation, n },
-    // Window n of every user runs before window n+1 of any: round-robin across users.
-    { jobId: windowJobId(userId, kind, generation, n), priority: Math.min(n + 1, 2_000_000) },
-  );
-}
-
-/**
- * Starts a fresh backfill of the last `days` days for every data type and
- * both time series. Progress is persisted per (user, type).
- */
-export async function startBackfill(deps: Deps, userId: string, days = deps.config.BACKFILL_DAYS): Promise<void> {
-  const { start, end } = backfillRange(days);
-  for (const kind of DATA_KINDS) {
-    await deps.backfill.start({
-      userId,
-      dataType: kind,
-      rangeStart: new Date(start),
-      rangeEnd: new Date(end),
-      windowsTotal: windowCount(kind, start, end),
-    });
-    const row = await deps.backfill.get(userId, kind);
-    await enqueueWindow(deps, userId, kind, row!.started_at.getTime(), 0);
-  }
-  deps.log.info({ module: 'backfill', userId, days }, 'backfill started');
-}
-
-/** Re-queues the next window of every running backfill (after Redis lost its jobs, or a restart). */
-export async function resumeBackfills(deps: Deps): Promise<number> {
-  let n = 0;
-  for (const row of await deps.backfill.all()) {
-    if (row.status !== 'running') continue;
-    await enqueueWindow(deps, row.user_id, row.data_type as DataKind, row.started_at.getTime(), row.windows_done);
-    n++;
-  }
-  return n;
-}
 
 /** Loads one window of one data type and advances the persisted cursor in the same transaction. */
 async function runWindow(deps: Deps, job: Extract<BackfillJob, { kind: 'window' }>): Promise<string> {
@@ -223,10 +116,6 @@ export async function reconcileUser(deps: Deps, userId: string): Promise<{ store
   return { stored, removed, samples };
 }
 
-export async function requestReconcile(deps: Deps, userId: string): Promise<void> {
-  await deps.backfillQueue.add('reconcile', { kind: 'reconcile', userId }, { jobId: `rc-${userId}-${Date.now()}`, priority: 1 });
-}
-
 export function createBackfillWorker(deps: Deps, connection: Redis, concurrency = 4) {
   const log = deps.log.child({ module: 'backfill-worker' });
   const worker = new Worker<BackfillJob>(
@@ -241,18 +130,10 @@ export function createBackfillWorker(deps: Deps, connection: Redis, concurrency 
         return await runWindow(deps, input);
       } catch (err) {
         if (err instanceof UserUnavailableError) return `user ${err.status}`;
-        if (err instanceof OuraApiError) {
-          if (err.status === 429) {
-            await job.moveToDelayed(Date.now() + (err.retryAfterMs ?? 1000), token);
-            throw new DelayedError();
-          }
-          if (!err.retryable) {
-            if (input.kind === 'window') await deps.backfill.fail(input.userId, input.dataType, `${err.status} ${err.code}`);
-            if (err.status === 403 || err.status === 426) await deps.users.recordAccessError(input.userId, `${err.status} ${err.code}`);
-            throw new UnrecoverableError(err.message);
-          }
-        }
-        throw err;
+        const failWindow = async (e: OuraApiError) => {
+          if (input.kind === 'window') await deps.backfill.fail(input.userId, input.dataType, `${e.status} ${e.code}`);
+        };
+        return failJobOnOuraError(err, { job, token, userId: input.userId, users: deps.users }, { onAccessDenied: failWindow, onPermanent: failWindow });
       }
     },
     {
@@ -266,12 +147,12 @@ export function createBackfillWorker(deps: Deps, connection: Redis, concurrency 
     },
   );
   worker.on('failed', (job, err) => {
-    log.warn({ jobId: job?.id, attempts: job?.attemptsMade, err: { message: err.message } }, 'backfill job failed');
+    log.warn({ jobId: job?.id, attempts: job?.attemptsMade, err }, 'backfill job failed');
     const input = job ? BackfillJob.safeParse(job.data) : null;
     if (input?.success && input.data.kind === 'window' && job && job.attemptsMade >= (job.opts.attempts ?? 1)) {
       void deps.backfill.fail(input.data.userId, input.data.dataType, err.message).catch(() => {});
     }
   });
-  worker.on('error', (err) => log.error({ err: { message: err.message } }, 'backfill worker error'));
+  worker.on('error', (err) => log.error({ err }, 'backfill worker error'));
   return worker;
 }

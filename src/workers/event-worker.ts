@@ -1,11 +1,11 @@
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { OuraApiError } from '../oura/client.js';
 import { withLock } from '../redis-lock.js';
+import { failJobOnOuraError } from './oura-errors.js';
 import { createPairGate } from './pair-gate.js';
 import { processEvent, type ProcessEventDeps } from './process-event.js';
-import { EVENTS_QUEUE, EventJob } from './queues.js';
+import { EVENTS_QUEUE, EventJob } from '../queues/index.js';
 
 export interface EventWorkerDeps extends ProcessEventDeps {
   /** A connection for BullMQ's blocking commands (maxRetriesPerRequest: null). */
@@ -33,9 +33,6 @@ const MAX_HOLD_MS = 30_000;
 
 /** The per-user bound on pairs in flight while the budget is not scarce: none in practice. */
 const UNLIMITED_PAIRS = 1_000_000;
-
-/** Codes of refusals that retrying cannot fix: recorded on the user, not retried. */
-const ACCESS_ERRORS = new Set([403, 426]);
 
 /**
  * Runs webhook events. Events of one (user, data type) never run at the same
@@ -102,27 +99,14 @@ export function createEventWorker(deps: EventWorkerDeps) {
         throw new DelayedError();
       }
     } catch (err) {
-      if (err instanceof OuraApiError) {
-        if (err.status === 429) {
-          await job.moveToDelayed(Date.now() + (err.retryAfterMs ?? 1000), token);
-          throw new DelayedError();
-        }
-        if (ACCESS_ERRORS.has(err.status)) {
-          await deps.users.recordAccessError(event.user_id, `${err.status} ${err.code}`);
+      await failJobOnOuraError(err, { job, token, userId: event.user_id, users: deps.users }, {
+        // The pair's other events would meet the same refusal.
+        onAccessDenied: async (e) => {
           const pending = await deps.events.pendingFor(event.user_id, event.data_type, new Date());
-          await deps.events.finish(
-            pending.map((e) => e.id),
-            'failed',
-            err.code,
-          );
-          throw new UnrecoverableError(err.message);
-        }
-        if (!err.retryable) {
-          await deps.events.finish([input.eventId], 'failed', err.code);
-          throw new UnrecoverableError(err.message);
-        }
-      }
-      throw err;
+          await deps.events.finish(pending.map((p) => p.id), 'failed', e.code);
+        },
+        onPermanent: (e) => deps.events.finish([input.eventId], 'failed', e.code),
+      });
     }
     // The pair is busy: come back shortly; by then the running job has likely served this event.
     await job.moveToDelayed(Date.now() + 150 + Math.floor(Math.random() * 250), token);
@@ -141,12 +125,12 @@ export function createEventWorker(deps: EventWorkerDeps) {
   worker.on('failed', (job, err) => {
     if (!job) return;
     const final = err instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
-    log.warn({ jobId: job.id, attempts: job.attemptsMade, final, err: { message: err.message, name: err.name } }, 'event job failed');
+    log.warn({ jobId: job.id, attempts: job.attemptsMade, final, err }, 'event job failed');
     if (final) {
       const input = EventJob.safeParse(job.data);
       if (input.success) void deps.events.finish([input.data.eventId], 'failed', err.message.slice(0, 200)).catch(() => {});
     }
   });
-  worker.on('error', (err) => log.error({ err: { message: err.message } }, 'worker error'));
+  worker.on('error', (err) => log.error({ err }, 'worker error'));
   return worker;
 }

@@ -1,4 +1,5 @@
-import type { MaintenanceTask } from './maintenance.js';
+import { DAY_MS } from '../dates.js';
+import type { MaintenanceTask } from './maintenance-task.js';
 
 const BATCH = 10_000;
 /** At most this many batches per run, so one run stays short; the next run goes on. */
@@ -15,7 +16,7 @@ export const eventsRetentionTask: MaintenanceTask = {
   everyMs: 3_600_000,
   firstRunAfterMs: 60_000,
   run: async (deps, log) => {
-    const before = new Date(Date.now() - deps.config.WEBHOOK_EVENTS_RETENTION_DAYS * 86_400_000);
+    const before = new Date(Date.now() - deps.config.WEBHOOK_EVENTS_RETENTION_DAYS * DAY_MS);
     let deleted = 0;
     for (let i = 0; i < MAX_BATCHES; i++) {
       const n = await deps.events.pruneFinished(before, BATCH);

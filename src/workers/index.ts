@@ -1,6 +1,7 @@
 import type { Deps } from '../deps.js';
 import { observeWorker } from '../metrics.js';
-import { createBackfillWorker, resumeBackfills } from './backfill.js';
+import { resumeBackfills } from '../queues/index.js';
+import { createBackfillWorker } from './backfill.js';
 import { createEventWorker } from './event-worker.js';
 import { createIntakeWorker, intakeDeps } from './intake-worker.js';
 import { createMaintenanceWorker, maintenanceTasks, scheduleMaintenance } from './maintenance.js';
@@ -28,7 +29,7 @@ export function startWorkers(deps: Deps) {
   void maintenanceWorker.run();
   void backfillWorker.run();
   void scheduleMaintenance(deps.maintenanceQueue, tasks).catch((err: Error) =>
-    deps.log.error({ err: { message: err.message } }, 'could not schedule maintenance tasks'),
+    deps.log.error({ err }, 'could not schedule maintenance tasks'),
   );
   // The sweeper also re-registers the schedules, in case Redis lost them.
   const sweeper = startSweeper(deps, async () => {

@@ -2,7 +2,7 @@ import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { AdmittedDeliveries, EventsRepo } from '../db/events.js';
 import type { Deps } from '../deps.js';
-import { INTAKE_QUEUE, IntakeJob, queueEvents, requeueEvents, type EventQueue } from './queues.js';
+import { INTAKE_QUEUE, IntakeJob, queueEvents, requeueEvents, type EventQueue } from '../queues/index.js';
 
 export interface IntakeDeps {
   events: Pick<EventsRepo, 'admitDeliveries' | 'queuedAmong'>;
@@ -58,9 +58,7 @@ export function createIntakeWorker(deps: IntakeDeps & { prefix: string }, connec
     INTAKE_QUEUE,
     async (job) => {
       const data = IntakeJob.parse(job.data);
-      if ('deliveryIds' in data) return admitAndQueue(deps, data.deliveryIds);
-      // Queued by an api from before the inbox: the events are recorded already.
-      return { queued: data.eventIds.length, requeued: await queueRecorded(deps.queue, data.eventIds, data.repeats) };
+      return admitAndQueue(deps, data.deliveryIds);
     },
     { connection, prefix: deps.prefix, concurrency, autorun: false },
   );

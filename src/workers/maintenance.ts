@@ -1,22 +1,15 @@
-import { Queue, Worker } from 'bullmq';
+import { Worker, type Queue } from 'bullmq';
+import { MAINTENANCE_QUEUE } from '../queues/index.js';
 import type { Redis } from 'ioredis';
 import type { Deps } from '../deps.js';
+import type { MaintenanceTask } from './maintenance-task.js';
+
+export type { MaintenanceTask } from './maintenance-task.js';
 import { subscriptionsSyncTask } from './subscriptions-sync.js';
 import { reconcileTickTask } from './reconcile-tick.js';
 import { eventsRetentionTask } from './events-retention.js';
 
-/** Queue of repeatable housekeeping jobs (reconciliation, subscription renewal, event retention). */
-export const MAINTENANCE_QUEUE = 'oura-maintenance';
 
-export interface MaintenanceTask {
-  /** Job name and scheduler id. */
-  name: string;
-  /** How often it runs, in milliseconds. */
-  everyMs: number;
-  /** Delay of the first run when the schedule is first registered (default: at once); restarts keep the schedule. */
-  firstRunAfterMs?: number;
-  run: (deps: Deps, log: Deps['log']) => Promise<unknown>;
-}
 
 /**
  * Every repeatable task of the service. Each runs on one worker at a time
@@ -25,14 +18,6 @@ export interface MaintenanceTask {
  */
 export function maintenanceTasks(deps: Deps): MaintenanceTask[] {
   return [subscriptionsSyncTask, reconcileTickTask(deps), eventsRetentionTask];
-}
-
-export function createMaintenanceQueue(connection: Redis, prefix: string) {
-  return new Queue(MAINTENANCE_QUEUE, {
-    connection,
-    prefix,
-    defaultJobOptions: { removeOnComplete: { count: 100 }, removeOnFail: { count: 500 }, attempts: 1 },
-  });
 }
 
 /**
@@ -65,7 +50,7 @@ export function createMaintenanceWorker(deps: Deps, tasks: MaintenanceTask[], co
     },
     { connection, prefix: deps.prefix, concurrency: 2, autorun: false },
   );
-  worker.on('failed', (job, err) => log.warn({ task: job?.name, err: { message: err.message } }, 'maintenance task failed'));
-  worker.on('error', (err) => log.error({ err: { message: err.message } }, 'maintenance worker error'));
+  worker.on('failed', (job, err) => log.warn({ task: job?.name, err }, 'maintenance task failed'));
+  worker.on('error', (err) => log.error({ err }, 'maintenance worker error'));
   return worker;
 }

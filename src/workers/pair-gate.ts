@@ -73,7 +73,15 @@ export interface PairGateOptions {
   staleMs?: number;
 }
 
+type Command = (numKeys: number, ...keysAndArgs: Array<string | number>) => Promise<unknown>;
+
 export function createPairGate(redis: Redis, opts: PairGateOptions) {
+  // Sent by SHA (EVALSHA), loaded once per connection.
+  const r = redis as unknown as Record<string, Command | undefined>;
+  if (!r.ouraPairGateEnter) redis.defineCommand('ouraPairGateEnter', { lua: ENTER });
+  if (!r.ouraPairGateRenew) redis.defineCommand('ouraPairGateRenew', { lua: RENEW });
+  const enter = (...a: Array<string | number>) => r.ouraPairGateEnter!(3, ...a);
+  const renewLease = (...a: Array<string | number>) => r.ouraPairGateRenew!(1, ...a);
   const leaseMs = opts.leaseMs ?? 30_000;
   const staleMs = opts.staleMs ?? 5000;
   const keys = (userId: string) => {
@@ -94,10 +102,11 @@ export function createPairGate(redis: Redis, opts: PairGateOptions) {
       fn: () => Promise<T>,
     ): Promise<{ admitted: true; value: T } | { admitted: false }> {
       const [active, waiting, seen] = keys(userId);
-      const ok = (await redis.eval(ENTER, 3, active, waiting, seen, dataType, since.getTime(), limit, leaseMs, staleMs)) as number;
+      const ok = (await enter(active, waiting, seen, dataType, since.getTime(), limit, leaseMs, staleMs)) as number;
       if (ok !== 1) return { admitted: false };
       const renew = setInterval(() => {
-        redis.eval(RENEW, 1, active, dataType, leaseMs).catch(() => {});
+        // A failed renewal is harmless: the next one, or the lease's end, settles it.
+        renewLease(active, dataType, leaseMs).catch(() => {});
       }, Math.floor(leaseMs / 3));
       try {
         return { admitted: true, value: await fn() };

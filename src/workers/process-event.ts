@@ -4,8 +4,9 @@ import type { EventsRepo } from '../db/events.js';
 import type { UsersRepo } from '../db/users.js';
 import type { Metrics } from '../metrics.js';
 import type { Config } from '../config.js';
-import { limiterTier, type DateRange, type OuraClient, type RequestOptions } from '../oura/client.js';
-import type { Limiter } from '../oura/limiter.js';
+import { DAY_MS, isoDay } from '../dates.js';
+import { limiterTier, type DateRange, type OuraClient, type RequestOptions, type UserAuth } from '../oura/client.js';
+import type { Limiter, Permit } from '../oura/limiter.js';
 import { documentTypes, isDocumentType, type DocumentType } from '../oura/registry.js';
 import type { TokenService } from '../oura/tokens.js';
 import { UserUnavailableError } from '../oura/tokens.js';
@@ -31,7 +32,6 @@ type Doc = Record<string, unknown>;
 
 /** A collection read covers at most this many days back; older documents are read one by one. */
 const MAX_COLLECTION_DAYS = 31;
-const DAY_MS = 86_400_000;
 
 /**
  * Oura does not document its page size. Until a paged read shows it (a page
@@ -40,10 +40,6 @@ const DAY_MS = 86_400_000;
  */
 const DEFAULT_PAGE_SIZE = 50;
 let fullPageSize = 0;
-
-function isoDay(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10);
-}
 
 /**
  * Serves one webhook event, together with every other queued event of the
@@ -108,126 +104,172 @@ const MAX_SERVE_ROUNDS = 3;
 /** Serves the pair's pending events once; returns how many claimed events stay queued (delivered again meanwhile). */
 async function serveOnce(deps: ProcessEventDeps, event: EventRow, type: DocumentType, log: Logger): Promise<number> {
   const userId = event.user_id;
-  const info = documentTypes[type];
-
   // Only deletes waiting? They need no request at all.
   const before = plan(await deps.events.pendingFor(userId, type, new Date()));
   if (before.toFetch.length === 0) return removeDeleted(deps, type, userId, before, new Set());
 
-  let requests = 0;
-  let left = 0;
+  // Across both runs of the work when a 401 makes withToken run it again.
+  const tally: Tally = { requests: 0, left: 0 };
   try {
     await deps.tokens.withToken(userId, async (auth) => {
+      // The permit first: events recorded while it is awaited are claimed too.
       const permit = await deps.limiter.acquire(limiterTier(auth), { priority: 'live' });
-      requests++;
+      tally.requests++;
       const p = plan(await deps.events.pendingFor(userId, type, new Date()));
       if (p.all.length === 0) return; // another worker served them meanwhile
-      let permitUsed = false;
-      const options = (): RequestOptions => {
-        if (permitUsed) {
-          requests++;
-          return { priority: 'live' };
-        }
-        permitUsed = true;
-        return { priority: 'live', permit };
-      };
-      /** Objects named by a create/update and not yet read. */
-      const open = new Set(p.toFetch);
-      const present = new Set<string>();
-      const counts = { stored: 0, gone: 0, recheck: 0 };
-
-      /** Upserts one read's documents and finishes the events of the objects it returned. */
-      const store = async (docs: Doc[]) => {
-        if (docs.length === 0) return;
-        await deps.documents.upsert(type, userId, docs);
-        const ids = new Set(docs.map((d) => String(d.id)));
-        for (const id of ids) {
-          present.add(id);
-          open.delete(id);
-        }
-        counts.stored += p.toFetch.filter((id) => ids.has(id)).length;
-        left += await finishObjects(deps, p, ids, 'stored');
-      };
-      /** Reads a collection range page by page, storing each page as it arrives. */
-      const readCollection = async (range: DateRange) => {
-        let previous = -1;
-        for await (const page of deps.oura.listDocuments(auth, type, range, options())) {
-          if (previous >= 0) {
-            requests++;
-            fullPageSize = Math.max(fullPageSize, previous);
-          }
-          previous = page.length;
-          await store(page);
-        }
-      };
-      const gone = async (ids: string[]) => {
-        if (ids.length === 0) return;
-        for (const id of ids) open.delete(id);
-        await deps.documents.removeMany(type, userId, ids);
-        counts.gone += ids.length;
-        left += await finishObjects(deps, p, new Set(ids), 'gone');
-      };
-
-      if (p.toFetch.length > 1) {
-        if (!info.dateField) {
-          // The collection takes no dates: one read returns every document there is.
-          await readCollection({});
-          await gone([...open]);
-        } else {
-          const days = await deps.documents.daysOf(type, userId, p.toFetch);
-          const today = Date.now();
-          const oldest = today - (MAX_COLLECTION_DAYS - 2) * DAY_MS;
-          const knownDays = [...days.values()].map((d) => Date.parse(d)).filter((ms) => ms >= oldest);
-          const start = Math.min(today - DAY_MS, ...knownDays);
-          const end = isoDay(today + 2 * DAY_MS);
-          await readCollection({ startDate: isoDay(start), endDate: end });
-          // Not returned although the read covered its day: gone at Oura.
-          await gone(
-            [...open].filter((id) => {
-              const day = days.get(id);
-              return day !== undefined && Date.parse(day) >= Date.parse(isoDay(start));
-            }),
-          );
-          // Objects never stored: their day is unknown. Read further back when
-          // that costs fewer requests than reading them one by one.
-          const unknown = [...open].filter((id) => !days.has(id));
-          const extStart = isoDay(today - MAX_COLLECTION_DAYS * DAY_MS);
-          if (unknown.length > 1 && extStart < isoDay(start)) {
-            const stored = await deps.documents.countInRange(type, userId, extStart, isoDay(start));
-            const pages = Math.max(1, Math.ceil((stored + unknown.length) / (fullPageSize || DEFAULT_PAGE_SIZE)));
-            if (pages < unknown.length) await readCollection({ startDate: extStart, endDate: isoDay(start) });
-          }
-        }
-      }
-      const recheckAt = new Date(Date.now() + deps.config.RECHECK_DELAY_S * 1000);
-      const recheckAfter = Date.now() - deps.config.RECHECK_WINDOW_S * 1000;
-      for (const id of [...open]) {
-        const doc = await deps.oura.getDocument(auth, type, id, options());
-        if (doc) {
-          await store([doc]);
-          continue;
-        }
-        // Oura can answer 404 for a document it announced moments ago: a
-        // recent create or update gets one re-check before it counts as gone.
-        const latest = p.latest.get(id)!;
-        if (latest.received_at.getTime() > recheckAfter) {
-          open.delete(id);
-          counts.recheck++;
-          await deps.events.scheduleRecheck(
-            p.all.filter((e) => e.object_id === id).map((e) => e.id),
-            recheckAt,
-          );
-        } else await gone([id]);
-      }
-
-      left += await removeDeleted(deps, type, userId, p, present);
+      const s = startServing(deps, type, userId, auth, p, permit, tally);
+      if (p.toFetch.length > 1) await readCollections(s);
+      await readSingles(s);
+      tally.left += await removeDeleted(deps, type, userId, p, s.present);
       await deps.users.touchFetch(userId);
-      log.info({ events: p.all.length, objects: p.toFetch.length, ...counts, requests }, 'documents fetched');
+      log.info({ events: p.all.length, objects: p.toFetch.length, ...s.counts, requests: tally.requests }, 'documents fetched');
     });
   } finally {
-    if (requests > 0) deps.metrics?.eventRequests.inc(requests);
+    if (tally.requests > 0) deps.metrics?.eventRequests.inc(tally.requests);
   }
-  return left;
+  return tally.left;
+}
+
+interface Tally {
+  /** Requests spent (each permit counts, used or not). */
+  requests: number;
+  /** Claimed events left queued because Oura delivered them again meanwhile. */
+  left: number;
+}
+
+/** One serving of a pair: what it claimed, what it has read so far, and what it spent. */
+interface Serving {
+  deps: ProcessEventDeps;
+  type: DocumentType;
+  userId: string;
+  auth: UserAuth;
+  plan: Plan;
+  /** The permit taken before the claim, for the first request. */
+  permit: Permit | null;
+  /** Objects named by a create/update and not yet resolved. */
+  open: Set<string>;
+  /** Objects a read returned. */
+  present: Set<string>;
+  tally: Tally;
+  counts: { stored: number; gone: number; recheck: number };
+}
+
+function startServing(
+  deps: ProcessEventDeps,
+  type: DocumentType,
+  userId: string,
+  auth: UserAuth,
+  p: Plan,
+  permit: Permit,
+  tally: Tally,
+): Serving {
+  return { deps, type, userId, auth, plan: p, permit, open: new Set(p.toFetch), present: new Set(), tally, counts: { stored: 0, gone: 0, recheck: 0 } };
+}
+
+/** Options of the next request: the first uses the permit taken before the claim. */
+function nextRequest(s: Serving): RequestOptions {
+  if (s.permit) {
+    const permit = s.permit;
+    s.permit = null;
+    return { priority: 'live', permit };
+  }
+  s.tally.requests++;
+  return { priority: 'live' };
+}
+
+/** Upserts one read's documents and finishes the claimed events of the objects it returned. */
+async function storeRead(s: Serving, docs: Doc[]): Promise<void> {
+  if (docs.length === 0) return;
+  await s.deps.documents.upsert(s.type, s.userId, docs);
+  const ids = new Set(docs.map((d) => String(d.id)));
+  for (const id of ids) {
+    s.present.add(id);
+    if (s.open.delete(id)) s.counts.stored++;
+  }
+  s.tally.left += await finishClaimed(s.deps, s.plan, ids, 'stored');
+}
+
+/** Removes objects Oura no longer has and finishes their events as gone. */
+async function markGone(s: Serving, ids: string[]): Promise<void> {
+  if (ids.length === 0) return;
+  for (const id of ids) s.open.delete(id);
+  await s.deps.documents.removeMany(s.type, s.userId, ids);
+  s.counts.gone += ids.length;
+  s.tally.left += await finishClaimed(s.deps, s.plan, new Set(ids), 'gone');
+}
+
+/** Reads a collection range page by page, storing each page as it arrives. */
+async function readCollection(s: Serving, range: DateRange): Promise<void> {
+  let previous = -1;
+  for await (const page of s.deps.oura.listDocuments(s.auth, s.type, range, nextRequest(s))) {
+    if (previous >= 0) {
+      s.tally.requests++;
+      fullPageSize = Math.max(fullPageSize, previous); // a page followed by another is a full one
+    }
+    previous = page.length;
+    await storeRead(s, page);
+  }
+}
+
+/**
+ * The collection reads for several objects: the recent days and every known
+ * day within MAX_COLLECTION_DAYS (what it lacks there is gone); then, for
+ * objects never stored (day unknown) that it did not return, a read back to
+ * MAX_COLLECTION_DAYS when its estimated pages (documents stored in that
+ * range plus those objects, over the page size) are fewer than the single
+ * reads it would replace.
+ */
+async function readCollections(s: Serving): Promise<void> {
+  if (!documentTypes[s.type].dateField) {
+    // The collection takes no dates: one read returns every document there is.
+    await readCollection(s, {});
+    return markGone(s, [...s.open]);
+  }
+  const days = await s.deps.documents.daysOf(s.type, s.userId, s.plan.toFetch);
+  const today = Date.now();
+  const oldest = today - (MAX_COLLECTION_DAYS - 2) * DAY_MS;
+  const knownDays = [...days.values()].map((d) => Date.parse(d)).filter((ms) => ms >= oldest);
+  const start = isoDay(Math.min(today - DAY_MS, ...knownDays));
+  await readCollection(s, { startDate: start, endDate: isoDay(today + 2 * DAY_MS) });
+  await markGone(
+    s,
+    [...s.open].filter((id) => {
+      const day = days.get(id);
+      return day !== undefined && day >= start;
+    }),
+  );
+
+  const unknown = [...s.open].filter((id) => !days.has(id));
+  const extStart = isoDay(today - MAX_COLLECTION_DAYS * DAY_MS);
+  if (unknown.length < 2 || extStart >= start) return;
+  const stored = await s.deps.documents.countInRange(s.type, s.userId, extStart, start);
+  const pages = Math.max(1, Math.ceil((stored + unknown.length) / (fullPageSize || DEFAULT_PAGE_SIZE)));
+  if (pages < unknown.length) await readCollection(s, { startDate: extStart, endDate: start });
+}
+
+/**
+ * One read per object still open. A 404 is gone, except right after a
+ * create or update (Oura can answer 404 for a document it announced moments
+ * ago): then the object's events wait RECHECK_DELAY_S for one re-check.
+ */
+async function readSingles(s: Serving): Promise<void> {
+  const { deps } = s;
+  const recheckAt = new Date(Date.now() + deps.config.RECHECK_DELAY_S * 1000);
+  const recentSince = Date.now() - deps.config.RECHECK_WINDOW_S * 1000;
+  for (const id of [...s.open]) {
+    const doc = await deps.oura.getDocument(s.auth, s.type, id, nextRequest(s));
+    if (doc) {
+      await storeRead(s, [doc]);
+      continue;
+    }
+    if (s.plan.latest.get(id)!.received_at.getTime() <= recentSince) {
+      await markGone(s, [id]);
+      continue;
+    }
+    s.open.delete(id);
+    s.counts.recheck++;
+    await deps.events.scheduleRecheck(s.plan.byObject.get(id)!.map((e) => e.id), recheckAt);
+  }
 }
 
 /**
@@ -262,11 +304,10 @@ async function recheck(deps: ProcessEventDeps, event: EventRow, type: DocumentTy
     if (requests > 0) deps.metrics?.eventRequests.inc(requests);
   }
   // Every waiting event of a returned object is served, due or not.
-  const all: Plan = { all: waiting, toFetch: [], toRemove: [], latest: new Map() };
-  await finishObjects(deps, all, found, 'stored');
+  await finishClaimed(deps, plan(waiting), found, 'stored');
   const missing = [...new Set(due.map((e) => e.object_id))].filter((id) => !found.has(id));
   await deps.documents.removeMany(type, userId, missing);
-  await finishObjects(deps, { ...all, all: due }, new Set(missing), 'gone_after_recheck');
+  await finishClaimed(deps, plan(due), new Set(missing), 'gone_after_recheck');
   log.info({ rechecked: due.length, stored: due.length - due.filter((e) => missing.includes(e.object_id)).length, requests }, 'objects re-checked');
   return 'served';
 }
@@ -279,23 +320,31 @@ interface Plan {
   toRemove: string[];
   /** Each object's latest event. */
   latest: Map<string, PendingEvent>;
+  /** Each object's claimed events. */
+  byObject: Map<string, PendingEvent[]>;
 }
 
 function plan(pending: PendingEvent[]): Plan {
   const latest = new Map<string, PendingEvent>();
-  for (const e of pending) latest.set(e.object_id, e); // ordered by event_time, id
+  const byObject = new Map<string, PendingEvent[]>();
+  for (const e of pending) {
+    latest.set(e.object_id, e); // ordered by event_time, id
+    const list = byObject.get(e.object_id);
+    if (list) list.push(e);
+    else byObject.set(e.object_id, [e]);
+  }
   const toFetch: string[] = [];
   const toRemove: string[] = [];
   for (const [id, e] of latest) (e.event_type === 'delete' ? toRemove : toFetch).push(id);
-  return { all: pending, toFetch, toRemove, latest };
+  return { all: pending, toFetch, toRemove, latest, byObject };
 }
 
 /**
  * Marks the claimed events of these objects done with `outcome`. Returns how
  * many stay queued because Oura delivered them again meanwhile.
  */
-async function finishObjects(deps: ProcessEventDeps, p: Plan, objects: Set<string>, outcome: string): Promise<number> {
-  const claimed = p.all.filter((e) => objects.has(e.object_id));
+async function finishClaimed(deps: ProcessEventDeps, p: Plan, objects: Set<string>, outcome: string): Promise<number> {
+  const claimed = [...objects].flatMap((id) => p.byObject.get(id) ?? []);
   if (claimed.length === 0) return 0;
   const done = new Set(await deps.events.finishServed(claimed.map((e) => ({ id: e.id, deliveries: e.deliveries })), outcome));
   deps.metrics?.eventsProcessed.inc({ outcome }, done.size);
@@ -313,5 +362,5 @@ async function removeDeleted(deps: ProcessEventDeps, type: DocumentType, userId:
   const remove = p.toRemove.filter((id) => !present.has(id));
   if (remove.length === 0) return 0;
   await deps.documents.removeMany(type, userId, remove);
-  return finishObjects(deps, p, new Set(remove), 'deleted');
+  return finishClaimed(deps, p, new Set(remove), 'deleted');
 }

@@ -1,6 +1,6 @@
 import type { Deps } from '../deps.js';
-import { requestReconcile } from './backfill.js';
-import type { MaintenanceTask } from './maintenance.js';
+import { requestReconcile } from '../queues/index.js';
+import type { MaintenanceTask } from './maintenance-task.js';
 
 /**
  * Every minute (or more often for short intervals): queue reconciliation for

@@ -1,7 +1,6 @@
-import { syncAppSubscriptions } from '../admin/subscriptions.js';
-import type { MaintenanceTask } from './maintenance.js';
-
-const DAY_MS = 24 * 3600 * 1000;
+import { DAY_MS } from '../dates.js';
+import { syncAppSubscriptions } from '../oura/subscriptions.js';
+import type { MaintenanceTask } from './maintenance-task.js';
 
 /**
  * Daily: one subscription per ingested (event_type, data_type), renewed well

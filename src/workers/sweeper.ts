@@ -1,7 +1,7 @@
 import type { Deps } from '../deps.js';
 import { withLock } from '../redis-lock.js';
 import { admitAndQueue, intakeDeps } from './intake-worker.js';
-import { requeueEvents } from './queues.js';
+import { requeueEvents } from '../queues/index.js';
 
 /**
  * Admits deliveries still in the inbox, and re-queues recorded events still
@@ -37,7 +37,7 @@ export function startSweeper(deps: Deps, onTick?: () => Promise<void>) {
       await sweepOnce(deps);
       await onTick?.();
     }, { ttlMs: everyMs })
-      .catch((err: Error) => deps.log.warn({ module: 'sweeper', err: { message: err.message } }, 'sweep failed'))
+      .catch((err: unknown) => deps.log.warn({ module: 'sweeper', err }, 'sweep failed'))
       .finally(() => {
         running = false;
       });

@@ -9,45 +9,6 @@ export const EVENTS_QUEUE = 'oura-events';
 export const EventJob = z.object({ eventId: z.number().int().positive() });
 export type EventJob = z.infer<typeof EventJob>;
 
-/**
- * Queue between the webhook endpoint and the events queue. The ids of the
- * deliveries the endpoint committed to the inbox since its last job, and in
- * the 20 ms after (one batch or several, at most 1000), become one job here,
- * so a burst costs one small job per 20 ms instead of one per event; a
- * worker admits them to webhook_events and queues the per-event jobs of
- * EVENTS_QUEUE.
- */
-export const INTAKE_QUEUE = 'oura-intake';
-
-const Id = z.number().int().positive();
-/**
- * Ids only. `deliveryIds`: rows of oura.webhook_inbox. The older shape
- * (`eventIds`: newly recorded events; `repeats`: recorded events Oura
- * delivered again), queued by an api from before the inbox, is still run.
- */
-export const IntakeJob = z.union([
-  z.object({ deliveryIds: z.array(Id) }),
-  z.object({ eventIds: z.array(Id), repeats: z.array(Id).default([]) }),
-]);
-export type IntakeJob = z.input<typeof IntakeJob>;
-
-export function createIntakeQueue(connection: Redis, prefix: string) {
-  return new Queue<IntakeJob>(INTAKE_QUEUE, {
-    connection,
-    prefix,
-    defaultJobOptions: {
-      // Admitting a batch only fails while Postgres or Redis does; retry for about
-      // half an hour (a retry also queues what an earlier attempt admitted but could
-      // not queue), after which the sweeper still admits and re-queues what is left.
-      attempts: 12,
-      backoff: { type: 'exponential', delay: 500, jitter: 0.5 },
-      removeOnComplete: { count: 1000 },
-      removeOnFail: { age: 7 * 24 * 3600 },
-    },
-  });
-}
-export type IntakeQueue = ReturnType<typeof createIntakeQueue>;
-
 /** Adds the events' jobs; an event whose job exists already is left alone, so a retried batch queues nothing twice. */
 export async function queueEvents(queue: EventQueue, eventIds: number[]): Promise<void> {
   if (eventIds.length === 0) return;

@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import { createOuraClient, OuraApiError } from '../src/oura/client.js';
+import { createLimiter } from '../src/oura/limiter.js';
+import { clearPrefix, getServices, uniquePrefix } from './helpers/env.js';
+
+/**
+ * Every failure of the Oura client is one OuraApiError, whatever Oura sends:
+ * here a server that answers 200 with an HTML page (a proxy's error page, a
+ * maintenance page) on every route.
+ */
+describe('Oura client: a body that is not JSON', () => {
+  let server: Server;
+  let redis: Redis;
+  let redisUrl: string;
+  const prefix = uniquePrefix('client');
+  let client: ReturnType<typeof createOuraClient>;
+
+  before(async () => {
+    server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end('<html><body>Service temporarily unavailable</body></html>');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    redisUrl = (await getServices()).redisUrl;
+    redis = new Redis(redisUrl);
+    client = createOuraClient({
+      apiBaseUrl: base,
+      tokenUrl: `${base}/oauth/token`,
+      clientId: 'id',
+      clientSecret: 'secret',
+      limiter: createLimiter(redis, { app: { limit: 100, windowS: 1 }, prefix }),
+      log: pino({ level: 'silent' }),
+    });
+  });
+  after(async () => {
+    await new Promise((r) => server.close(r));
+    await clearPrefix(redisUrl, prefix);
+    await redis.quit();
+  });
+
+  const rejectsAsBadResponse = async (what: string, p: Promise<unknown>) => {
+    const err = await p.then(
+      () => assert.fail(`${what}: resolved`),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof OuraApiError, `${what}: ${String(err)}`);
+    assert.equal(err.code, 'bad_response', what);
+    assert.equal(err.retryable, true, `${what}: retryable (a proxy's page is usually passing)`);
+  };
+
+  test('the token endpoint (refresh and code exchange)', async () => {
+    await rejectsAsBadResponse('refresh', client.refresh('a-refresh-token'));
+    await rejectsAsBadResponse('exchange', client.exchangeCode('a-code', 'http://127.0.0.1/cb'));
+  });
+
+  test('data routes and the application routes', async () => {
+    await rejectsAsBadResponse('document', client.getDocument('a-token', 'sleep', 'id-1'));
+    await rejectsAsBadResponse('personal info', client.personalInfo('a-token'));
+    await rejectsAsBadResponse('subscriptions', client.appRequest('webhook/subscription', 'GET', '/v2/webhook/subscription'));
+  });
+});
