@@ -73,8 +73,8 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
     clientSecret: config.OURA_CLIENT_SECRET,
     limiter,
     log,
-    onResponse: ({ route, status, tier }) => {
-      metrics.ouraRequests.inc({ route, status: String(status), tier: tier ?? '' });
+    onResponse: ({ route, status, tier, purpose }) => {
+      metrics.ouraRequests.inc({ purpose, route, status: String(status), tier: tier ?? '' });
       if (status === 429) metrics.rateLimited.inc({ tier: tier ?? 'application' });
     },
     onPermit: ({ waitedMs, priority }) => metrics.limiterWait.observe({ priority }, waitedMs / 1000),

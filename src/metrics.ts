@@ -11,8 +11,8 @@ export function createMetrics() {
   collectDefaultMetrics({ register: registry, prefix: 'oura_ingest_' });
   const ouraRequests = new Counter({
     name: 'oura_ingest_oura_requests_total',
-    help: 'Requests sent to the Oura API, by route, HTTP status and rate-limit tier of a 429',
-    labelNames: ['route', 'status', 'tier'] as const,
+    help: 'Requests sent to the Oura API, by purpose (live, backfill, timeseries, reconcile, token, subscriptions), route, HTTP status and rate-limit tier of a 429',
+    labelNames: ['purpose', 'route', 'status', 'tier'] as const,
     registers: [registry],
   });
   const eventsProcessed = new Counter({

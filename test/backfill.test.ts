@@ -81,6 +81,13 @@ describe('backfill on connect', () => {
     await eventually('backfill done', () => backfillDone(stack, userId), { timeoutMs: 90_000, intervalMs: 250 });
     const log = ((await stack.simJson('GET', '/_sim/requests')) as LogEntry[]).filter((r) => r.path.startsWith('/v2/usercollection/') && r.userId === userId);
     const requests = log.length - 1; // personal_info at connect
+    // The service accounts for each request by its purpose: the backfill's, and the connect's.
+    const byPurpose = new Map<string, number>();
+    for (const v of (await stack.deps.metrics.ouraRequests.get()).values) {
+      if (String(v.labels.route).startsWith('oauth')) continue;
+      byPurpose.set(String(v.labels.purpose), (byPurpose.get(String(v.labels.purpose)) ?? 0) + v.value);
+    }
+    assert.deepEqual(Object.fromEntries(byPurpose), { backfill: requests, token: 1 }, 'requests by purpose');
 
     let items = 0;
     for (const type of DOCUMENT_TYPES) {

@@ -132,15 +132,27 @@ export interface OuraClientOptions {
   log: Logger;
   timeoutMs?: number;
   /** Called for every answer Oura gives (metrics). */
-  onResponse?: (info: { route: string; status: number; tier: RateLimitTier | null; ms: number }) => void;
+  onResponse?: (info: { route: string; status: number; tier: RateLimitTier | null; ms: number; purpose: Purpose }) => void;
   /** Called for every permit taken (metrics). */
   onPermit?: (info: { waitedMs: number; priority: Priority }) => void;
 }
+
+/**
+ * What a request is for, so that the budget can be accounted for (and, in
+ * time, planned): `live` serves webhook events, `backfill` loads a user's
+ * history, `timeseries` brings heart rate and ring battery up to date,
+ * `reconcile` re-reads recent documents, `token` is the OAuth token endpoint
+ * and the connect flow, `subscriptions` the webhook subscription routes.
+ */
+export const PURPOSES = ['live', 'backfill', 'timeseries', 'reconcile', 'token', 'subscriptions'] as const;
+export type Purpose = (typeof PURPOSES)[number];
 
 /** Per-request options. */
 export interface RequestOptions {
   /** Live (webhook) work goes ahead of background (backfill, reconciliation). Default live. */
   priority?: Priority;
+  /** What the request is for (metrics). Default live. */
+  purpose?: Purpose;
   /** The caller already took this request's permit from the limiter. */
   permit?: Permit;
 }
@@ -224,6 +236,7 @@ export function createOuraClient(opts: OuraClientOptions) {
     const tierHeader = res.headers.get('x-ratelimit-tier');
     opts.onResponse?.({
       route,
+      purpose: ropts.purpose ?? 'live',
       status: res.status,
       tier: tierHeader === 'token' || tierHeader === 'application' ? tierHeader : null,
       ms: Date.now() - started,
@@ -259,6 +272,7 @@ export function createOuraClient(opts: OuraClientOptions) {
         body: form.toString(),
       },
       null,
+      { purpose: 'token' },
     );
     const parsed = TokenSet.safeParse(parseJson(body));
     if (!parsed.success) throw new OuraApiError('oauth/token: unexpected token response', 502, true, { code: 'bad_response' });
@@ -308,7 +322,7 @@ export function createOuraClient(opts: OuraClientOptions) {
           ? { start_date: range.startDate, end_date: range.endDate, next_token: nextToken }
           : { next_token: nextToken };
         const page = Page.parse(
-          await getJson(type, `${info.path}${query(params)}`, bearer, first ? ropts : { priority: ropts.priority }),
+          await getJson(type, `${info.path}${query(params)}`, bearer, first ? ropts : { priority: ropts.priority, purpose: ropts.purpose }),
         );
         first = false;
         const docs = page.data.filter((d) => info.schema.safeParse(d).success) as Array<Record<string, unknown>>;
@@ -330,15 +344,17 @@ export function createOuraClient(opts: OuraClientOptions) {
       let first = true;
       do {
         const params = { start_datetime: range.startDateTime, end_datetime: range.endDateTime, next_token: nextToken };
-        const page = Page.parse(await getJson(type, `${info.path}${query(params)}`, bearer, first ? ropts : { priority: ropts.priority }));
+        const page = Page.parse(
+          await getJson(type, `${info.path}${query(params)}`, bearer, first ? ropts : { priority: ropts.priority, purpose: ropts.purpose }),
+        );
         first = false;
         yield page.data.filter((d) => info.schema.safeParse(d).success) as Array<Record<string, unknown>>;
         nextToken = page.next_token ?? undefined;
       } while (nextToken);
     },
 
-    async personalInfo(bearer: Bearer): Promise<Record<string, unknown> & { id: string }> {
-      return PersonalInfo.parse(await getJson('personal_info', personalInfoPath, bearer)) as Record<string, unknown> & {
+    async personalInfo(bearer: Bearer, ropts: RequestOptions = {}): Promise<Record<string, unknown> & { id: string }> {
+      return PersonalInfo.parse(await getJson('personal_info', personalInfoPath, bearer, ropts)) as Record<string, unknown> & {
         id: string;
       };
     },
@@ -355,7 +371,7 @@ export function createOuraClient(opts: OuraClientOptions) {
     async revoke(accessToken: string): Promise<void> {
       const url = new URL('/oauth/revoke', opts.tokenUrl);
       url.searchParams.set('access_token', accessToken);
-      await send('oauth/revoke', url.toString(), { method: 'POST' }, null);
+      await send('oauth/revoke', url.toString(), { method: 'POST' }, null, { purpose: 'token' });
     },
 
     /**
@@ -377,6 +393,7 @@ export function createOuraClient(opts: OuraClientOptions) {
           body: body === undefined ? undefined : JSON.stringify(body),
         },
         null,
+        { purpose: 'subscriptions' },
       );
       let json: unknown = null;
       if (res.body) {

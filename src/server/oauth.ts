@@ -57,7 +57,7 @@ export async function oauthRoutes(app: FastifyInstance, deps: OAuthDeps) {
     let userId: string;
     try {
       const tokens = await deps.oura.exchangeCode(code, redirectUri);
-      const info = await deps.oura.personalInfo(tokens.access_token);
+      const info = await deps.oura.personalInfo(tokens.access_token, { purpose: 'token' });
       userId = info.id;
       const { reconnected } = await deps.users.upsertConnected({ id: userId, personalInfo: info, ...deps.tokens.stored(tokens) });
       req.log.info({ userId, reconnected }, 'user connected');

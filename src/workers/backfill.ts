@@ -44,12 +44,12 @@ async function runWindow(deps: Deps, job: Extract<BackfillJob, { kind: 'window' 
   await deps.tokens.withToken(userId, async (token) => {
     items.length = 0;
     const pages = isDoc
-      ? deps.oura.listDocuments(token, kind, { startDate: isoDay(from), endDate: isoDay(to) }, { priority: 'background' })
+      ? deps.oura.listDocuments(token, kind, { startDate: isoDay(from), endDate: isoDay(to) }, { priority: 'background', purpose: 'backfill' })
       : deps.oura.listTimeSeries(
           token,
           kind,
           { startDateTime: new Date(from).toISOString(), endDateTime: new Date(to).toISOString() },
-          { priority: 'background' },
+          { priority: 'background', purpose: 'backfill' },
         );
     for await (const page of pages) {
       requests++;
@@ -86,7 +86,7 @@ export async function reconcileUser(deps: Deps, userId: string): Promise<{ store
   await deps.tokens.withToken(userId, async (token) => {
     for (const type of DOCUMENT_TYPES) {
       const docs: Array<Record<string, unknown>> = [];
-      for await (const page of deps.oura.listDocuments(token, type, { startDate: startDay, endDate: endDay }, { priority: 'background' })) {
+      for await (const page of deps.oura.listDocuments(token, type, { startDate: startDay, endDate: endDay }, { priority: 'background', purpose: 'reconcile' })) {
         docs.push(...page);
       }
       stored += await deps.documents.upsert(type, userId, docs);
@@ -103,7 +103,7 @@ export async function reconcileUser(deps: Deps, userId: string): Promise<{ store
           token,
           type,
           { startDateTime: new Date(from).toISOString(), endDateTime: new Date(to).toISOString() },
-          { priority: 'background' },
+          { priority: 'background', purpose: 'timeseries' },
         )) {
           samples += await deps.series.upsert(type, userId, page);
         }

@@ -294,7 +294,8 @@ async function recheck(deps: ProcessEventDeps, event: EventRow, type: DocumentTy
   let requests = 0;
   try {
     await deps.tokens.withToken(userId, async (auth) => {
-      for await (const page of deps.oura.listDocuments(auth, type, range, { priority: 'background' })) {
+      // A re-check serves webhook events (purpose live) at background priority.
+      for await (const page of deps.oura.listDocuments(auth, type, range, { priority: 'background', purpose: 'live' })) {
         requests++;
         await deps.documents.upsert(type, userId, page);
         for (const d of page) found.add(String(d.id));
