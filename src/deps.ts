@@ -143,6 +143,8 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
     backfillQueue,
     maintenanceQueue,
     workerConnection,
+    /** Where BullMQ workers report their errors (their connections'): one line per outage. */
+    workerOutages,
     readiness,
     /** Key for signing OAuth state, derived so it differs from the encryption key itself. */
     stateSecret: createHmac('sha256', Buffer.from(config.TOKEN_ENCRYPTION_KEY, 'base64')).update('oauth-state').digest('hex'),

@@ -13,15 +13,22 @@ import { clearPrefix, getServices, uniquePrefix } from './helpers/env.js';
  * here a server that answers 200 with an HTML page (a proxy's error page, a
  * maintenance page) on every route.
  */
-describe('Oura client: a body that is not JSON', () => {
+describe('Oura client: a body that is not JSON, or not of the promised shape', () => {
   let server: Server;
   let redis: Redis;
   let redisUrl: string;
   const prefix = uniquePrefix('client');
   let client: ReturnType<typeof createOuraClient>;
+  let shapeless: ReturnType<typeof createOuraClient>;
 
   before(async () => {
-    server = createServer((_req, res) => {
+    server = createServer((req, res) => {
+      if (req.url?.startsWith('/shape/')) {
+        // JSON, but not what the route promises.
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ unexpected: true }));
+        return;
+      }
       res.writeHead(200, { 'content-type': 'text/html' });
       res.end('<html><body>Service temporarily unavailable</body></html>');
     });
@@ -29,14 +36,17 @@ describe('Oura client: a body that is not JSON', () => {
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     redisUrl = (await getServices()).redisUrl;
     redis = new Redis(redisUrl);
-    client = createOuraClient({
-      apiBaseUrl: base,
-      tokenUrl: `${base}/oauth/token`,
-      clientId: 'id',
-      clientSecret: 'secret',
-      limiter: createLimiter(redis, { app: { limit: 100, windowS: 1 }, prefix }),
-      log: pino({ level: 'silent' }),
-    });
+    const make = (root: string) =>
+      createOuraClient({
+        apiBaseUrl: root,
+        tokenUrl: `${root}/oauth/token`,
+        clientId: 'id',
+        clientSecret: 'secret',
+        limiter: createLimiter(redis, { app: { limit: 100, windowS: 1 }, prefix }),
+        log: pino({ level: 'silent' }),
+      });
+    client = make(base);
+    shapeless = make(`${base}/shape`);
   });
   after(async () => {
     await new Promise((r) => server.close(r));
@@ -63,5 +73,14 @@ describe('Oura client: a body that is not JSON', () => {
     await rejectsAsBadResponse('document', client.getDocument('a-token', 'sleep', 'id-1'));
     await rejectsAsBadResponse('personal info', client.personalInfo('a-token'));
     await rejectsAsBadResponse('subscriptions', client.appRequest('webhook/subscription', 'GET', '/v2/webhook/subscription'));
+  });
+
+  test('JSON of the wrong shape: a collection page, personal info, a token response', async () => {
+    const pages = async () => {
+      for await (const _ of shapeless.listDocuments('a-token', 'sleep', { startDate: '2026-01-01', endDate: '2026-01-02' })) void _;
+    };
+    await rejectsAsBadResponse('collection', pages());
+    await rejectsAsBadResponse('personal info', shapeless.personalInfo('a-token'));
+    await rejectsAsBadResponse('refresh', shapeless.refresh('a-refresh-token'));
   });
 });

@@ -9,7 +9,8 @@ const TYPES = ['daily_activity', 'workout', 'tag', 'sleep'] as const;
 describe('randomized: events racing document changes', () => {
   let stack: Stack;
   before(async () => {
-    stack = await startStack({ label: 'race' });
+    // A document missing from a read soon after its create/update is re-checked once, here after 1 s.
+    stack = await startStack({ label: 'race', env: { RECHECK_DELAY_S: '1' } });
     await stack.subscribeAll(TYPES);
   });
   after(async () => {

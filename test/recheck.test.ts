@@ -105,10 +105,34 @@ describe('a 404 right after a create is re-checked before it counts as gone', ()
 
     const log = await requestsFor(since, '/v2/usercollection/workout');
     const collections = log.filter((r) => r.path === '/v2/usercollection/workout');
-    assert.equal(log.length - collections.length, 2, 'one single read each, answered 404');
+    const singles = (id: string) => log.filter((r) => r.path === `/v2/usercollection/workout/${id}`).map((r) => r.status);
+    // The held document's stored day is inside the re-check's read: its absence there settles it.
+    assert.deepEqual(singles(held.id), [404], 'the held document: one single read');
+    // The ghost was never stored, so the read cannot tell whether its day was covered: one more single read.
+    assert.deepEqual(singles(ghost), [404, 404], 'the ghost: its first read and the re-check’s');
     assert.ok(collections.length >= 1 && collections.length <= 2, `one re-check read (or one each): ${collections.length}`);
     // Nothing more is read for them afterwards.
     await new Promise((r) => setTimeout(r, 2500));
     assert.equal((await requestsFor(since, '/v2/usercollection/workout')).length, log.length, 'no second re-check');
   });
+
+  test('an update of an older stored document, answered 404 once: the re-check reads its stored day and keeps it', async () => {
+    const day = new Date(Date.now() - 6 * 86_400_000).toISOString().slice(0, 10);
+    const doc = await stack.simJson('POST', `/_sim/users/${userId}/documents/workout`, { day, notify: true });
+    await eventually('stored', () => stored('workout', doc.id));
+    const changed = await stack.simJson('PATCH', `/_sim/users/${userId}/documents/workout/${doc.id}`, {});
+    await stack.simJson('POST', '/_sim/faults', { status: 404, count: 1, path: `/v2/usercollection/workout/${doc.id}`, userId });
+    await stack.simJson('POST', '/_sim/events', { event_type: 'update', data_type: 'workout', object_id: doc.id, user_id: userId });
+    await eventually(
+      'the update served',
+      async () => {
+        const events = await eventsOf(doc.id);
+        return events.length === 2 && events.every((e) => e.status === 'done');
+      },
+      { timeoutMs: 15_000 },
+    );
+    assert.deepEqual((await eventsOf(doc.id)).map((e) => e.outcome), ['stored', 'stored']);
+    assert.deepEqual(await stored('workout', doc.id), changed, 'the row holds the update, six days back');
+  });
 });
+

@@ -70,7 +70,8 @@ const ADMIT_DELIVERIES_SQL = `
       deliveries = oura.webhook_events.deliveries + excluded.deliveries,
       status = case when oura.webhook_events.status = 'done' then 'queued' else oura.webhook_events.status end,
       outcome = case when oura.webhook_events.status = 'done' then null else oura.webhook_events.outcome end,
-      processed_at = case when oura.webhook_events.status = 'done' then null else oura.webhook_events.processed_at end
+      processed_at = case when oura.webhook_events.status = 'done' then null else oura.webhook_events.processed_at end,
+      recheck_at = case when oura.webhook_events.status = 'done' then null else oura.webhook_events.recheck_at end
     returning id, status, (xmax = 0) as inserted
   )
   select a.id, a.status, a.inserted, (select count(*) from moved)::int as moved from admitted a`;
@@ -239,7 +240,7 @@ export function createEventsRepo(db: Db) {
     async unpark(userId: string): Promise<number[]> {
       const rows = await db
         .update(webhookEvents)
-        .set({ status: 'queued', outcome: null })
+        .set({ status: 'queued', outcome: null, recheck_at: null })
         .where(and(eq(webhookEvents.user_id, userId), eq(webhookEvents.status, 'parked')))
         .returning({ id: webhookEvents.id });
       return rows.map((r) => r.id);

@@ -56,6 +56,13 @@ export type TokenSet = z.infer<typeof TokenSet>;
 const Page = z.looseObject({ data: z.array(z.unknown()), next_token: z.string().nullish() });
 const PersonalInfo = z.looseObject({ id: z.string().min(1) });
 
+/** A JSON answer of the shape a route promises, or an OuraApiError (bad_response) like every other failure. */
+function parseShape<T>(schema: z.ZodType<T>, json: unknown, route: string): T {
+  const r = schema.safeParse(json);
+  if (!r.success) throw new OuraApiError(`${route}: Oura's answer does not have the expected shape`, 502, true, { code: 'bad_response' });
+  return r.data;
+}
+
 /** A body as JSON, or undefined when it is not JSON (the caller's schema then refuses it). */
 function parseJson(body: string): unknown {
   try {
@@ -215,10 +222,15 @@ export function createOuraClient(opts: OuraClientOptions) {
       opts.onPermit?.({ waitedMs: permit.waitedMs, priority });
     }
     if (bearer !== null) {
-      // Read now, after the wait: a token read before it may have expired meanwhile.
-      // (When it must be refreshed first, the request goes out a little after its
-      // slot rather than queueing for a new one, which could outlast the new token.)
-      const token = typeof bearer === 'string' ? bearer : await bearer.token();
+      // Read now, after the wait: a token read before it may have expired
+      // meanwhile. A refresh on the way makes the permit stale: take another,
+      // then read the (refreshed) token again, a few times at most.
+      let token = typeof bearer === 'string' ? bearer : await bearer.token();
+      for (let tries = 0; typeof bearer !== 'string' && Date.now() - permit.slotAt > STALE_PERMIT_MS && tries < 2; tries++) {
+        permit = await opts.limiter.acquire(tier, { priority });
+        opts.onPermit?.({ waitedMs: permit.waitedMs, priority });
+        token = await bearer.token();
+      }
       init = { ...init, headers: { ...(init.headers as Record<string, string>), authorization: `Bearer ${token}` } };
     }
     const started = Date.now();
@@ -321,8 +333,10 @@ export function createOuraClient(opts: OuraClientOptions) {
         const params = info.dateField
           ? { start_date: range.startDate, end_date: range.endDate, next_token: nextToken }
           : { next_token: nextToken };
-        const page = Page.parse(
+        const page = parseShape(
+          Page,
           await getJson(type, `${info.path}${query(params)}`, bearer, first ? ropts : { priority: ropts.priority, purpose: ropts.purpose }),
+          type,
         );
         first = false;
         const docs = page.data.filter((d) => info.schema.safeParse(d).success) as Array<Record<string, unknown>>;
@@ -344,8 +358,10 @@ export function createOuraClient(opts: OuraClientOptions) {
       let first = true;
       do {
         const params = { start_datetime: range.startDateTime, end_datetime: range.endDateTime, next_token: nextToken };
-        const page = Page.parse(
+        const page = parseShape(
+          Page,
           await getJson(type, `${info.path}${query(params)}`, bearer, first ? ropts : { priority: ropts.priority, purpose: ropts.purpose }),
+          type,
         );
         first = false;
         yield page.data.filter((d) => info.schema.safeParse(d).success) as Array<Record<string, unknown>>;
@@ -354,7 +370,7 @@ export function createOuraClient(opts: OuraClientOptions) {
     },
 
     async personalInfo(bearer: Bearer, ropts: RequestOptions = {}): Promise<Record<string, unknown> & { id: string }> {
-      return PersonalInfo.parse(await getJson('personal_info', personalInfoPath, bearer, ropts)) as Record<string, unknown> & {
+      return parseShape(PersonalInfo, await getJson('personal_info', personalInfoPath, bearer, ropts), 'personal_info') as Record<string, unknown> & {
         id: string;
       };
     },

@@ -229,14 +229,16 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
       return Math.max(0, v);
     },
     /**
-     * Waits for a permit to send one request to Oura. `accessToken` selects the
-     * token tier; token endpoint and subscription calls pass null (application
-     * tier only). Live work goes ahead of background work.
+     * Waits for a permit to send one request to Oura. `tierName` names the
+     * token tier (the client passes `user:<id>` for a user's requests, see
+     * limiterTier, or a raw access token before the user is stored); token
+     * endpoint and subscription calls pass null (application tier only). Live
+     * work goes ahead of background work.
      */
-    async acquire(accessToken: string | null, options: { priority?: Priority; signal?: AbortSignal } = {}): Promise<Permit> {
+    async acquire(tierName: string | null, options: { priority?: Priority; signal?: AbortSignal } = {}): Promise<Permit> {
       const started = Date.now();
       const priority = options.priority ?? 'live';
-      const tokenId = accessToken ? tokenKey(accessToken) : null;
+      const tokenId = tierName ? tokenKey(tierName) : null;
       const member = randomUUID();
       for (;;) {
         options.signal?.throwIfAborted();

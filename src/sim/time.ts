@@ -1,14 +1,12 @@
 /** Calendar and timestamp helpers. Days are `YYYY-MM-DD`; "today" is the UTC day. */
+import { DAY_MS, isoDay } from '../dates.js';
 
-const DAY_MS = 86_400_000;
 const DATE_RE = /^(\d{4})-(\d{2})-(\d{2})$/;
 const DATE_TIME_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?(Z|[+-]\d{2}:?\d{2})?$/;
 
 const pad = (n: number, w = 2): string => String(n).padStart(w, '0');
 
-export function isoDay(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10);
-}
+export { isoDay };
 
 export function dayStartMs(day: string): number {
   return Date.parse(`${day}T00:00:00Z`);

@@ -4,6 +4,7 @@ import { DAY_MS, isoDay, utcMidnight } from '../dates.js';
 import { createDocumentsRepo } from '../db/documents.js';
 import { createSeriesRepo } from '../db/series.js';
 import type { Deps } from '../deps.js';
+import { scrubError } from '../logger.js';
 import type { OuraApiError } from '../oura/client.js';
 import { DOCUMENT_TYPES, TIME_SERIES, documentTypes, isDocumentType } from '../oura/registry.js';
 import { UserUnavailableError } from '../oura/tokens.js';
@@ -133,7 +134,7 @@ export function createBackfillWorker(deps: Deps, connection: Redis, concurrency 
         const failWindow = async (e: OuraApiError) => {
           if (input.kind === 'window') await deps.backfill.fail(input.userId, input.dataType, `${e.status} ${e.code}`);
         };
-        return failJobOnOuraError(err, { job, token, userId: input.userId, users: deps.users }, { onAccessDenied: failWindow, onPermanent: failWindow });
+        return failJobOnOuraError(scrubError(err), { job, token, userId: input.userId, users: deps.users }, { onAccessDenied: failWindow, onPermanent: failWindow });
       }
     },
     {
@@ -153,6 +154,6 @@ export function createBackfillWorker(deps: Deps, connection: Redis, concurrency 
       void deps.backfill.fail(input.data.userId, input.data.dataType, err.message).catch(() => {});
     }
   });
-  worker.on('error', (err) => log.error({ err }, 'backfill worker error'));
+  worker.on('error', (err) => deps.workerOutages.error(err));
   return worker;
 }

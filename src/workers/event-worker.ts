@@ -1,6 +1,8 @@
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { scrubError } from '../logger.js';
+import type { OutageLog } from '../outages.js';
 import { withLock } from '../redis-lock.js';
 import { failJobOnOuraError } from './oura-errors.js';
 import { createPairGate } from './pair-gate.js';
@@ -14,6 +16,7 @@ export interface EventWorkerDeps extends ProcessEventDeps {
   redis: Redis;
   prefix: string;
   concurrency: number;
+  workerOutages: OutageLog;
   /** Pairs of one user served at once while the budget is scarce (SCARCE_PAIRS_PER_USER). */
   scarcePairsPerUser: number;
   lockDurationMs?: number;
@@ -71,16 +74,17 @@ export function createEventWorker(deps: EventWorkerDeps) {
     const lockKey = `${deps.prefix}:lock:pair:${event.user_id}:${event.data_type}`;
     // Under a scarce budget a user's pairs are served a few at a time, the
     // longest waiting first, so each finishes quickly instead of all of them
-    // waiting on the limiter together. Re-checks (background reads) skip the gate.
-    const perUser = scarce && !event.recheck_at ? deps.scarcePairsPerUser : UNLIMITED_PAIRS;
+    // waiting on the limiter together. Re-checks (background reads) take no slot.
+    const perUser = scarce ? deps.scarcePairsPerUser : UNLIMITED_PAIRS;
+    const serve = () => processEvent({ ...deps, log: log.child({ jobId: job.id }) }, event);
     try {
       const r = await withLock(
         deps.redis,
         lockKey,
-        () =>
-          gate.run(event.user_id, event.data_type, event.received_at, perUser, () =>
-            processEvent({ ...deps, log: log.child({ jobId: job.id }) }, event),
-          ),
+        async () =>
+          event.recheck_at
+            ? { admitted: true as const, value: await serve() }
+            : gate.run(event.user_id, event.data_type, event.received_at, perUser, serve),
         { ttlMs: deps.lockDurationMs ?? 30_000 },
       );
       if (r.acquired && r.value.admitted) {
@@ -99,7 +103,7 @@ export function createEventWorker(deps: EventWorkerDeps) {
         throw new DelayedError();
       }
     } catch (err) {
-      await failJobOnOuraError(err, { job, token, userId: event.user_id, users: deps.users }, {
+      await failJobOnOuraError(scrubError(err), { job, token, userId: event.user_id, users: deps.users }, {
         // The pair's other events would meet the same refusal.
         onAccessDenied: async (e) => {
           const pending = await deps.events.pendingFor(event.user_id, event.data_type, new Date());
@@ -131,6 +135,7 @@ export function createEventWorker(deps: EventWorkerDeps) {
       if (input.success) void deps.events.finish([input.data.eventId], 'failed', err.message.slice(0, 200)).catch(() => {});
     }
   });
-  worker.on('error', (err) => log.error({ err }, 'worker error'));
+  // BullMQ reports its connections' errors here, every retry: logged once per outage.
+  worker.on('error', (err) => deps.workerOutages.error(err));
   return worker;
 }

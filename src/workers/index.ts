@@ -17,6 +17,7 @@ export function startWorkers(deps: Deps) {
     lockDurationMs: deps.config.JOB_LOCK_MS,
   });
   const intakeWorker = createIntakeWorker({ ...intakeDeps(deps), prefix: deps.prefix }, deps.workerConnection());
+  intakeWorker.on('error', (err) => deps.workerOutages.error(err));
   const tasks = maintenanceTasks(deps);
   const maintenanceWorker = createMaintenanceWorker(deps, tasks, deps.workerConnection());
   const backfillWorker = createBackfillWorker(deps, deps.workerConnection(), Math.max(1, Math.ceil(deps.config.WORKER_CONCURRENCY / 4)));

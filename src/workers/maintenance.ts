@@ -51,6 +51,6 @@ export function createMaintenanceWorker(deps: Deps, tasks: MaintenanceTask[], co
     { connection, prefix: deps.prefix, concurrency: 2, autorun: false },
   );
   worker.on('failed', (job, err) => log.warn({ task: job?.name, err }, 'maintenance task failed'));
-  worker.on('error', (err) => log.error({ err }, 'maintenance worker error'));
+  worker.on('error', (err) => deps.workerOutages.error(err));
   return worker;
 }

@@ -189,6 +189,24 @@ async function storeRead(s: Serving, docs: Doc[]): Promise<void> {
   s.tally.left += await finishClaimed(s.deps, s.plan, ids, 'stored');
 }
 
+/**
+ * Objects Oura did not return (a 404, or absent from a collection read that
+ * covered their day). Gone, unless the object's latest event arrived within
+ * RECHECK_WINDOW_S: Oura can leave out a document it announced moments ago,
+ * so its events wait RECHECK_DELAY_S for one re-check (see recheck).
+ */
+async function notReturned(s: Serving, ids: string[]): Promise<void> {
+  const { config } = s.deps;
+  const recentSince = Date.now() - config.RECHECK_WINDOW_S * 1000;
+  const recent = ids.filter((id) => s.plan.latest.get(id)!.received_at.getTime() > recentSince);
+  await markGone(s, ids.filter((id) => !recent.includes(id)));
+  if (recent.length === 0) return;
+  for (const id of recent) s.open.delete(id);
+  s.counts.recheck += recent.length;
+  const recheckAt = new Date(Date.now() + config.RECHECK_DELAY_S * 1000);
+  await s.deps.events.scheduleRecheck(recent.flatMap((id) => s.plan.byObject.get(id)!.map((e) => e.id)), recheckAt);
+}
+
 /** Removes objects Oura no longer has and finishes their events as gone. */
 async function markGone(s: Serving, ids: string[]): Promise<void> {
   if (ids.length === 0) return;
@@ -223,7 +241,7 @@ async function readCollections(s: Serving): Promise<void> {
   if (!documentTypes[s.type].dateField) {
     // The collection takes no dates: one read returns every document there is.
     await readCollection(s, {});
-    return markGone(s, [...s.open]);
+    return notReturned(s, [...s.open]);
   }
   const days = await s.deps.documents.daysOf(s.type, s.userId, s.plan.toFetch);
   const today = Date.now();
@@ -231,7 +249,7 @@ async function readCollections(s: Serving): Promise<void> {
   const knownDays = [...days.values()].map((d) => Date.parse(d)).filter((ms) => ms >= oldest);
   const start = isoDay(Math.min(today - DAY_MS, ...knownDays));
   await readCollection(s, { startDate: start, endDate: isoDay(today + 2 * DAY_MS) });
-  await markGone(
+  await notReturned(
     s,
     [...s.open].filter((id) => {
       const day = days.get(id);
@@ -247,36 +265,23 @@ async function readCollections(s: Serving): Promise<void> {
   if (pages < unknown.length) await readCollection(s, { startDate: extStart, endDate: start });
 }
 
-/**
- * One read per object still open. A 404 is gone, except right after a
- * create or update (Oura can answer 404 for a document it announced moments
- * ago): then the object's events wait RECHECK_DELAY_S for one re-check.
- */
+/** One read per object still open; a 404 is handled by notReturned. */
 async function readSingles(s: Serving): Promise<void> {
-  const { deps } = s;
-  const recheckAt = new Date(Date.now() + deps.config.RECHECK_DELAY_S * 1000);
-  const recentSince = Date.now() - deps.config.RECHECK_WINDOW_S * 1000;
   for (const id of [...s.open]) {
-    const doc = await deps.oura.getDocument(s.auth, s.type, id, nextRequest(s));
-    if (doc) {
-      await storeRead(s, [doc]);
-      continue;
-    }
-    if (s.plan.latest.get(id)!.received_at.getTime() <= recentSince) {
-      await markGone(s, [id]);
-      continue;
-    }
-    s.open.delete(id);
-    s.counts.recheck++;
-    await deps.events.scheduleRecheck(s.plan.byObject.get(id)!.map((e) => e.id), recheckAt);
+    const doc = await s.deps.oura.getDocument(s.auth, s.type, id, nextRequest(s));
+    if (doc) await storeRead(s, [doc]);
+    else await notReturned(s, [id]);
   }
 }
 
 /**
- * The one re-check of objects Oura answered 404 for right after announcing
- * them: a collection read (background priority) of the days around their
- * events. What it returns is stored; a due object it lacks is gone for good.
- * Returns recheck_pending when none of the pair's re-checks is due yet.
+ * The one re-check of objects Oura answered 404 for (or left out of a
+ * collection read) right after announcing them, at background priority: a
+ * collection read of the days around their events, and of the day stored
+ * for any we hold. What it returns is stored. An object it lacks although
+ * its stored day is inside the read is gone; one whose day the read could
+ * not contain (never stored, or stored further back) gets a single read
+ * first. Returns recheck_pending when none of the pair's re-checks is due.
  */
 async function recheck(deps: ProcessEventDeps, event: EventRow, type: DocumentType, log: Logger): Promise<EventOutcome> {
   const userId = event.user_id;
@@ -284,21 +289,28 @@ async function recheck(deps: ProcessEventDeps, event: EventRow, type: DocumentTy
   const now = Date.now();
   const due = waiting.filter((e) => e.recheck_at!.getTime() <= now + 50);
   if (due.length === 0) return waiting.some((e) => e.id === event.id) ? 'recheck_pending' : 'already_finished';
-  const info = documentTypes[type];
-  const times = due.map((e) => Date.parse(e.event_time));
-  // The document's day is near its event's (its day in the user's timezone): one day either side.
-  const range: DateRange = info.dateField
-    ? { startDate: isoDay(Math.min(...times) - DAY_MS), endDate: isoDay(Math.max(...times) + 2 * DAY_MS) }
-    : {};
+  const objects = [...new Set(due.map((e) => e.object_id))];
+  const days = await deps.documents.daysOf(type, userId, objects);
+  const range = recheckRange(type, due, days, now);
   const found = new Set<string>();
   let requests = 0;
   try {
     await deps.tokens.withToken(userId, async (auth) => {
       // A re-check serves webhook events (purpose live) at background priority.
-      for await (const page of deps.oura.listDocuments(auth, type, range, { priority: 'background', purpose: 'live' })) {
+      const opts: RequestOptions = { priority: 'background', purpose: 'live' };
+      const store = async (docs: Doc[]) => {
+        await deps.documents.upsert(type, userId, docs);
+        for (const d of docs) found.add(String(d.id));
+      };
+      for await (const page of deps.oura.listDocuments(auth, type, range, opts)) {
         requests++;
-        await deps.documents.upsert(type, userId, page);
-        for (const d of page) found.add(String(d.id));
+        await store(page);
+      }
+      const covered = (id: string) => range.startDate === undefined || (days.has(id) && days.get(id)! >= range.startDate && days.get(id)! < range.endDate!);
+      for (const id of objects.filter((o) => !found.has(o) && !covered(o))) {
+        requests++;
+        const doc = await deps.oura.getDocument(auth, type, id, opts);
+        if (doc) await store([doc]);
       }
     });
   } finally {
@@ -306,11 +318,25 @@ async function recheck(deps: ProcessEventDeps, event: EventRow, type: DocumentTy
   }
   // Every waiting event of a returned object is served, due or not.
   await finishClaimed(deps, plan(waiting), found, 'stored');
-  const missing = [...new Set(due.map((e) => e.object_id))].filter((id) => !found.has(id));
+  const missing = objects.filter((id) => !found.has(id));
   await deps.documents.removeMany(type, userId, missing);
   await finishClaimed(deps, plan(due), new Set(missing), 'gone_after_recheck');
-  log.info({ rechecked: due.length, stored: due.length - due.filter((e) => missing.includes(e.object_id)).length, requests }, 'objects re-checked');
+  log.info({ rechecked: objects.length, gone: missing.length, requests }, 'objects re-checked');
   return 'served';
+}
+
+/**
+ * The days a re-check reads: a document's day is near its event's (its day
+ * in the user's timezone, one day either side), or the day stored for it;
+ * at most MAX_COLLECTION_DAYS back. Types without dates: the whole collection.
+ */
+function recheckRange(type: DocumentType, due: PendingEvent[], days: Map<string, string>, now: number): DateRange {
+  if (!documentTypes[type].dateField) return {};
+  const times = due.map((e) => Date.parse(e.event_time));
+  const stored = [...days.values()].map((d) => Date.parse(d));
+  const start = Math.max(Math.min(...times.map((t) => t - DAY_MS), ...stored), now - MAX_COLLECTION_DAYS * DAY_MS);
+  const end = Math.max(...times.map((t) => t + 2 * DAY_MS), ...stored.map((d) => d + DAY_MS));
+  return { startDate: isoDay(start), endDate: isoDay(end) };
 }
 
 interface Plan {
