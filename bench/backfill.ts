@@ -25,8 +25,9 @@ import { parseArgs } from 'node:util';
 import { DOCUMENT_TYPES, TIME_SERIES, documentTypes } from '../src/oura/registry.js';
 import { isoDay } from '../src/dates.js';
 import { backfillRange } from '../src/queues/index.js';
-import { machineCpu, parseLimit, processCpuS, sampleRss, serviceNodeOptions, startBenchStack, type BenchStack } from './stack.js';
-import { maxInRollingWindow, percentile } from './stats.js';
+import { serviceNodeOptions } from '../dev/deployment.js';
+import { maxInRollingWindow, percentile } from '../dev/stats.js';
+import { machineCpu, parseLimit, processCpuS, sampleRss, startBenchStack, type BenchStack } from './stack.js';
 import type { RequestLogEntry as SimRequest } from '../src/sim/state.js';
 
 const { values: argv } = parseArgs({

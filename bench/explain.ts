@@ -9,7 +9,7 @@
  * log (a 429 pause shows here) and the slowest events.
  */
 import { readFileSync } from 'node:fs';
-import { percentile } from './stats.js';
+import { percentile } from '../dev/stats.js';
 
 interface Dump {
   trace: string;

@@ -39,15 +39,16 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import pg from 'pg';
 import { createTokenCipher, webhookSignature } from '../src/crypto.js';
 import { createDb, createPool } from '../src/db/index.js';
-import { runMigrations } from '../src/db/migrate.js';
 import { createUsersRepo } from '../src/db/users.js';
 import { DOCUMENT_TYPES } from '../src/oura/registry.js';
 import { INTAKE_QUEUE, type IntakeJob } from '../src/queues/index.js';
-import { clearPrefix } from '../test/helpers/env.js';
-import { compileService, eventually, freePort, machineCpu, memoryOf, processCpuS, repoRoot, SECRETS, serviceNodeOptions, stopChild } from './stack.js';
+import { serviceNodeOptions } from '../dev/deployment.js';
+import { builtRuntime, compileService, nodeArgs, repoRoot, stopChild, tsxRuntime } from '../dev/service.js';
+import { clearPrefix, createDatabase } from '../dev/services.js';
+import { eventually, freePort } from '../dev/util.js';
+import { machineCpu, memoryOf, processCpuS, SECRETS } from './stack.js';
 
 // ---------------------------------------------------------------- options
 
@@ -385,29 +386,19 @@ interface Verification {
 
 async function run() {
   const tag = randomBytes(4).toString('hex');
-  const dbName = `oura_bench_ingest_${tag}`;
   const prefix = `bench-ingest-${tag}`;
 
   // First, while nothing else is open: tsc blocks this process for a while.
-  let apiArgs = ['--import', 'tsx', path.join(repoRoot, 'src/main.ts'), 'api'];
-  if (built) apiArgs = [...serviceNodeOptions('api'), compileService('bench-ingest', log), 'api'];
+  const runtime = built
+    ? builtRuntime(compileService('bench-ingest', log), { nodeFlags: { api: serviceNodeOptions('api') }, env: { NODE_ENV: 'production' } })
+    : tsxRuntime();
+  let apiArgs = nodeArgs(runtime, 'main', ['api'], 'api');
 
   // A fresh database with every migration applied.
-  const admin = new pg.Client({ connectionString: adminDatabaseUrl });
-  await admin.connect();
-  await admin.query(`create database ${dbName}`);
-  await admin.end();
-  cleanups.push(async () => {
-    const c = new pg.Client({ connectionString: adminDatabaseUrl });
-    await c.connect();
-    await c.query(`drop database if exists ${dbName} with (force)`);
-    await c.end();
-  });
-  const dbUrl = new URL(adminDatabaseUrl);
-  dbUrl.pathname = `/${dbName}`;
-  const pool = createPool({ url: dbUrl.toString(), max: 2 });
+  const db = await createDatabase(adminDatabaseUrl, { label: 'bench_ingest' });
+  cleanups.push(() => db.drop());
+  const pool = createPool({ url: db.url, max: 2 });
   cleanups.push(() => pool.end());
-  await runMigrations(pool);
 
   // Connected users (as /oauth/callback leaves them), so each event is accepted and queued.
   const users = createUsersRepo(createDb(pool));
@@ -440,7 +431,7 @@ async function run() {
   if (argv['api-node-flags']) apiArgs = [...argv['api-node-flags'].split(/\s+/).filter(Boolean), ...apiArgs];
   const api = spawnChild('api', apiArgs, {
     ...SECRETS,
-    DATABASE_URL: dbUrl.toString(),
+    DATABASE_URL: db.url,
     REDIS_URL: redisUrl,
     REDIS_KEY_PREFIX: prefix,
     PUBLIC_BASE_URL: apiUrl,
@@ -449,11 +440,11 @@ async function run() {
     PORT: String(apiPort),
     HOST: '127.0.0.1',
     LOG_LEVEL: logLevel,
-    ...(built ? { NODE_ENV: 'production' } : {}),
+    ...runtime.env,
   });
   cleanups.push(() => stopChild(api.child));
   await eventually('api /readyz', async () => (await fetch(`${apiUrl}/readyz`)).status === 200, { timeoutMs: 60_000, intervalMs: 200 });
-  log(`api ${api.child.pid} ready on ${apiUrl} (database ${dbName}, prefix ${prefix}, ${userCount} users, LOG_LEVEL ${logLevel})`);
+  log(`api ${api.child.pid} ready on ${apiUrl} (database ${db.name}, prefix ${prefix}, ${userCount} users, LOG_LEVEL ${logLevel})`);
 
   // The bare reference, in its own process too; both wait idle while the other is loaded.
   const barePort = await freePort();

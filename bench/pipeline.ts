@@ -22,9 +22,10 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DOCUMENT_TYPES, type DocumentType } from '../src/oura/registry.js';
-import { machineCpu, parseLimit, processCpuS, repoRoot, startBenchStack, type BenchStack } from './stack.js';
-import { canonical, maxInRollingWindow, percentile } from './stats.js';
-import { morningSync, play, usersForLoad, EVENTS_PER_USER, type PlayResult, type Trace } from './trace.js';
+import { repoRoot } from '../dev/service.js';
+import { canonical, maxInRollingWindow, percentile } from '../dev/stats.js';
+import { morningSync, play, usersForLoad, EVENTS_PER_USER, type PlayResult, type Trace } from '../dev/trace.js';
+import { machineCpu, parseLimit, processCpuS, startBenchStack, type BenchStack } from './stack.js';
 import type { RequestLogEntry as SimRequest } from '../src/sim/state.js';
 
 // ---------------------------------------------------------------- options

@@ -1,32 +1,16 @@
 /**
- * The benchmark's stack: a fresh database, a Redis key prefix, the simulator
- * in this process, and the service as separate processes (one api and N
- * workers, as deployed; through tsx, or compiled as the image runs them with
- * `built`). Adapted from
- * test/helpers/stack.ts, with what a benchmark needs on top: many users
- * connected quickly, process CPU readings, and a clean teardown.
+ * The benchmarks' stack: dev/stack.ts with the service as deployed (one api
+ * process and N worker processes; through tsx, or compiled as the image runs
+ * them with `built`), users connected through a setup api that spends none of
+ * the measured budget, and what a benchmark reads on top: process CPU and
+ * memory from /proc.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
-import pg from 'pg';
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import type { RateLimit } from '../src/config.js';
-import { loadConfig } from '../src/config.js';
-import { createPool } from '../src/db/index.js';
-import { runMigrations } from '../src/db/migrate.js';
-import { createDeps } from '../src/deps.js';
-import { buildApp } from '../src/server/app.js';
-import { startSimulator } from '../src/sim/index.js';
-import { EVENTS_QUEUE } from '../src/queues/index.js';
-import { composeServices, imageNodeOptions } from '../test/helpers/deployment.js';
-import { clearPrefix } from '../test/helpers/env.js';
-import { eventually, freePort, simJsonClient } from '../test/helpers/util.js';
-
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+import { serviceNodeOptions } from '../dev/deployment.js';
+import { builtRuntime, compileService, tsxRuntime } from '../dev/service.js';
+import { startStack } from '../dev/stack.js';
 
 export const SECRETS = {
   OURA_CLIENT_ID: 'bench-client-id',
@@ -35,49 +19,6 @@ export const SECRETS = {
   TOKEN_ENCRYPTION_KEY: Buffer.alloc(32, 9).toString('base64'),
   ADMIN_TOKEN: 'bench-admin-token-0123456789',
 };
-
-export { eventually, freePort };
-
-/** SIGTERM, and SIGKILL if the process has not exited after `graceMs`. */
-export async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  await new Promise<void>((resolve) => {
-    const kill = setTimeout(() => child.kill('SIGKILL'), graceMs);
-    child.once('exit', () => {
-      clearTimeout(kill);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
-}
-
-/**
- * Compiles src/ with tsc into `node_modules/.cache/<name>` (under
- * node_modules, so the compiled files resolve their packages), as the
- * Docker image does; returns the path of main.js. Blocks for a while.
- */
-export function compileService(name: string, log: (msg: string) => void): string {
-  const dir = path.join(repoRoot, 'node_modules/.cache', name);
-  log(`compiling src/ to ${path.relative(repoRoot, dir)}`);
-  rmSync(dir, { recursive: true, force: true });
-  try {
-    execFileSync(path.join(repoRoot, 'node_modules/.bin/tsc'), ['-p', 'tsconfig.build.json', '--outDir', dir], { cwd: repoRoot, stdio: 'pipe' });
-  } catch (err) {
-    // Type errors elsewhere in a working tree still emit JavaScript; only a missing entry point stops the run.
-    if (!existsSync(path.join(dir, 'main.js'))) throw err;
-    log('tsc reported errors; running what it emitted');
-  }
-  return path.join(dir, 'main.js');
-}
-
-/**
- * The node flags a service ships with: its NODE_OPTIONS in
- * docker-compose.yml, else the image's (`ENV NODE_OPTIONS=…` in the Dockerfile).
- */
-export function serviceNodeOptions(service: 'api' | 'worker'): string[] {
-  const fromCompose = composeServices()[service]?.environment?.NODE_OPTIONS;
-  return fromCompose === undefined ? imageNodeOptions() : fromCompose.split(/\s+/).filter(Boolean);
-}
 
 /** A `--limit N/W` option. */
 export function parseLimit(s: string, name: string): RateLimit {
@@ -167,208 +108,38 @@ export interface BenchStackOptions {
 }
 
 export async function startBenchStack(opts: BenchStackOptions) {
-  const tag = randomBytes(4).toString('hex');
-  const dbName = `oura_bench_${tag}`;
-  const prefix = `bench-${tag}`;
-  const cleanups: Array<() => Promise<unknown>> = [];
   // First, while nothing else is open: tsc blocks this process for a while.
-  const mainJs = opts.built ? compileService('bench-stack', opts.built.log) : null;
-  const cleanup = async () => {
-    for (const c of cleanups.reverse()) await c().catch((err: Error) => process.stderr.write(`cleanup: ${err.message}\n`));
-    cleanups.length = 0;
-  };
-
-  try {
-    // Database with every migration applied.
-    const admin = new pg.Client({ connectionString: opts.adminDatabaseUrl });
-    await admin.connect();
-    await admin.query(`create database ${dbName}`);
-    await admin.end();
-    cleanups.push(async () => {
-      const c = new pg.Client({ connectionString: opts.adminDatabaseUrl });
-      await c.connect();
-      await c.query(`drop database if exists ${dbName} with (force)`);
-      await c.end();
-    });
-    const dbUrl = new URL(opts.adminDatabaseUrl);
-    dbUrl.pathname = `/${dbName}`;
-    const databaseUrl = dbUrl.toString();
-    const pool = createPool({ url: databaseUrl, max: 4 });
-    cleanups.push(() => pool.end());
-    await runMigrations(pool);
-
-    const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: 2 });
-    cleanups.push(async () => {
-      await redis.quit();
-      await clearPrefix(opts.redisUrl, prefix);
-      await clearPrefix(opts.redisUrl, `${prefix}-setup`);
-    });
-
-    // The simulator: Oura. No limit while users connect; the budget is set before the traces.
-    const sim = await startSimulator({
-      clientId: SECRETS.OURA_CLIENT_ID,
-      clientSecret: SECRETS.OURA_CLIENT_SECRET,
-      port: 0,
-      host: '127.0.0.1',
-      appLimit: null,
-    });
-    cleanups.push(() => sim.close());
-
-    const apiPort = await freePort();
-    const apiUrl = `http://127.0.0.1:${apiPort}`;
-    const env: Record<string, string> = {
-      ...SECRETS,
-      DATABASE_URL: databaseUrl,
-      REDIS_URL: opts.redisUrl,
-      OURA_API_BASE_URL: sim.url,
-      OURA_AUTHORIZE_URL: `${sim.url}/oauth/authorize`,
-      PUBLIC_BASE_URL: apiUrl,
-      REDIS_KEY_PREFIX: prefix,
+  const runtime = opts.built
+    ? builtRuntime(compileService('bench-stack', opts.built.log), {
+        nodeFlags: {
+          api: [...serviceNodeOptions('api'), ...(opts.built.nodeFlags?.api ?? [])],
+          worker: [...serviceNodeOptions('worker'), ...(opts.built.nodeFlags?.worker ?? [])],
+        },
+        env: { NODE_ENV: 'production' },
+      })
+    : tsxRuntime();
+  const stack = await startStack({
+    label: 'bench',
+    services: { adminDatabaseUrl: opts.adminDatabaseUrl, redisUrl: opts.redisUrl },
+    secrets: SECRETS,
+    // No limit while users connect; the budget is set before the traces.
+    sim: { appLimit: null },
+    env: {
       OURA_APP_RATE_LIMIT: `${opts.limit.limit}/${opts.limit.windowS}`,
-      LOG_LEVEL: opts.logLevel,
       // The webhook pipeline alone: no historical load on connect, no periodic re-sync
       // (both run at background priority on the same budget and would blur the counts).
       BACKFILL_DAYS: '0',
       RECONCILE_INTERVAL_S: String(30 * 86_400),
       ...(opts.workerConcurrency ? { WORKER_CONCURRENCY: String(opts.workerConcurrency) } : {}),
       ...opts.env,
-    };
-
-    const children: Array<{ role: string; child: ChildProcess; stderr: () => string }> = [];
-    cleanups.push(() => Promise.all(children.map(({ child }) => stopChild(child))));
-    function spawnProcess(mode: 'api' | 'worker', extra: Record<string, string> = {}) {
-      const args = mainJs
-        ? [...serviceNodeOptions(mode), ...(opts.built?.nodeFlags?.[mode] ?? []), mainJs, mode]
-        : ['--import', 'tsx', path.join(repoRoot, 'src/main.ts'), mode];
-      const child = spawn(process.execPath, args, {
-        cwd: repoRoot,
-        env: { PATH: process.env.PATH ?? '', ...env, ...(mainJs ? { NODE_ENV: 'production' } : {}), ...extra },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stderr = '';
-      const keep = (d: Buffer) => {
-        stderr = (stderr + d.toString()).slice(-8000);
-      };
-      child.stdout?.on('data', keep);
-      child.stderr?.on('data', keep);
-      child.on('exit', (code, signal) => {
-        if (code || (signal && signal !== 'SIGTERM')) process.stderr.write(`[${mode} ${child.pid} exited ${code ?? signal}] ${stderr}\n`);
-      });
-      children.push({ role: mode, child, stderr: () => stderr });
-      return child;
-    }
-
-    // The service, as deployed: one api process and N worker processes.
-    spawnProcess('api', { PORT: String(apiPort), HOST: '127.0.0.1' });
-    for (let i = 0; i < opts.workers; i++) spawnProcess('worker');
-
-    // Users connect through the real OAuth flow, but through a setup-only api in this
-    // process with its own key prefix and no tight limit, so connecting a hundred users
-    // costs seconds and none of the measured budget.
-    const setupPort = await freePort();
-    const setupUrl = `http://127.0.0.1:${setupPort}`;
-    const setupDeps = createDeps(
-      loadConfig({ ...env, PUBLIC_BASE_URL: setupUrl, REDIS_KEY_PREFIX: `${prefix}-setup`, OURA_APP_RATE_LIMIT: '1000000/1', LOG_LEVEL: 'warn', BACKFILL_DAYS: '0' }),
-      { prefix: `${prefix}-setup` },
-    );
-    const setupApp = await buildApp(setupDeps);
-    await setupApp.listen({ port: setupPort, host: '127.0.0.1' });
-    let setupClosed = false;
-    const closeSetup = async () => {
-      if (setupClosed) return;
-      setupClosed = true;
-      await setupApp.close();
-      await setupDeps.close();
-    };
-    cleanups.push(closeSetup);
-
-    let connected = 0;
-    /** /oauth/start → simulator consent (a new simulated user) → /oauth/callback. */
-    async function connectUser(): Promise<string> {
-      // The connect routes allow 60 a minute per client address; each user is its own browser.
-      const n = ++connected;
-      const headers = { 'x-forwarded-for': `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}` };
-      const start = await fetch(`${setupUrl}/oauth/start`, { redirect: 'manual', headers });
-      if (start.status !== 302) throw new Error(`/oauth/start → ${start.status}: ${await start.text()}`);
-      const consent = await fetch(start.headers.get('location')!, { redirect: 'manual' });
-      if (consent.status !== 302) throw new Error(`authorize → ${consent.status}: ${await consent.text()}`);
-      const callback = await fetch(consent.headers.get('location')!, { redirect: 'manual', headers });
-      const body = (await callback.json()) as { user_id?: string };
-      if (callback.status !== 200 || !body.user_id) throw new Error(`/oauth/callback → ${callback.status}: ${JSON.stringify(body)}`);
-      return body.user_id;
-    }
-    async function connectUsers(n: number, parallel = 8): Promise<string[]> {
-      const ids: string[] = new Array(n);
-      let next = 0;
-      await Promise.all(
-        Array.from({ length: Math.min(parallel, n) }, async () => {
-          while (next < n) {
-            const i = next++;
-            ids[i] = await connectUser();
-          }
-        }),
-      );
-      return ids;
-    }
-
-    const simJson = simJsonClient(sim.url);
-
-    /** One subscription per (event_type, data_type), verified by the simulator against the api process. */
-    async function subscribeAll(dataTypes: readonly string[]): Promise<void> {
-      for (const data_type of dataTypes) {
-        for (const event_type of ['create', 'update', 'delete']) {
-          const res = await fetch(`${sim.url}/v2/webhook/subscription`, {
-            method: 'POST',
-            headers: {
-              'content-type': 'application/json',
-              'x-client-id': SECRETS.OURA_CLIENT_ID,
-              'x-client-secret': SECRETS.OURA_CLIENT_SECRET,
-            },
-            body: JSON.stringify({
-              callback_url: `${apiUrl}/webhooks/oura`,
-              verification_token: SECRETS.OURA_WEBHOOK_VERIFICATION_TOKEN,
-              event_type,
-              data_type,
-            }),
-          });
-          if (res.status !== 201) throw new Error(`subscription ${event_type}/${data_type} → ${res.status}: ${await res.text()}`);
-        }
-      }
-    }
-
-    const queueConnection = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
-    const queue = new Queue(EVENTS_QUEUE, { connection: queueConnection, prefix });
-    cleanups.push(async () => {
-      await queue.close();
-      await queueConnection.quit();
-    });
-
-    /** Waits until the api answers /readyz and every worker process is listening on the queue. */
-    async function ready(): Promise<void> {
-      await eventually('api ready', async () => (await fetch(`${apiUrl}/readyz`)).status === 200, { timeoutMs: 60_000, intervalMs: 200 });
-      await eventually(`${opts.workers} worker processes`, async () => (await queue.getWorkersCount()) >= opts.workers, { timeoutMs: 60_000, intervalMs: 200 });
-    }
-
-    return {
-      sim,
-      pool,
-      redis,
-      queue,
-      prefix,
-      dbName,
-      apiUrl,
-      env,
-      children,
-      simJson,
-      subscribeAll,
-      connectUsers,
-      closeSetup,
-      ready,
-      close: cleanup,
-    };
-  } catch (err) {
-    await cleanup();
-    throw err;
-  }
+    },
+    api: 'process',
+    workers: opts.workers,
+    runtime,
+    logLevel: opts.logLevel,
+    setupApi: true,
+    stop: 'graceful',
+  });
+  return { ...stack, queue: stack.deps.queue };
 }
 export type BenchStack = Awaited<ReturnType<typeof startBenchStack>>;

@@ -8,12 +8,12 @@
  *    local services;
  * 2. the simulator in this process, the api (`src/main.ts api`) and a worker
  *    (`src/main.ts worker`) as their own processes, as deployed, sharing one
- *    rate limiter in Redis;
+ *    rate limiter in Redis (all of it dev/stack.ts);
  * 3. three simulated users with some days of history connect through the real
  *    OAuth flow; the backfill on connect loads their history;
  * 4. the application's webhook subscriptions are synced (the simulator
  *    verifies our callback first);
- * 5. a seeded "morning sync" trace (bench/trace.ts) is replayed through the
+ * 5. a seeded "morning sync" trace (dev/trace.ts) is replayed through the
  *    simulator's control API, so Oura sends signed webhooks for each new and
  *    rewritten document;
  * 6. a summary: documents landed per type (backfill vs webhooks, against
@@ -21,32 +21,23 @@
  *    events per request, freshness p50/p99 — then a check that every document
  *    the simulator holds is in Postgres, equal to Oura's. Exit 1 otherwise.
  *
- *   npm run demo -- [--users N] [--history-days N] [--duration S] [--quick] [--no-progress] [--quiet]
+ *   npm run demo -- [--users N] [--history-days N] [--duration S] [--quick] [--compiled] [--no-progress] [--quiet]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { stopChild } from '../bench/stack.js';
-import { canonical, percentile } from '../bench/stats.js';
-import { morningSync, play, type PlayResult } from '../bench/trace.js';
+import { distRuntime, tsxRuntime } from '../dev/service.js';
+import { withDatabase } from '../dev/services.js';
+import { startStack, type Stack } from '../dev/stack.js';
+import { canonical, percentile } from '../dev/stats.js';
+import { morningSync, play, type PlayResult } from '../dev/trace.js';
+import { sleep } from '../dev/util.js';
 import { syncAppSubscriptions } from '../src/admin/subscriptions.js';
-import { loadConfig } from '../src/config.js';
-import { freePort, simJsonClient } from '../test/helpers/util.js';
-import { createPool } from '../src/db/index.js';
-import { runMigrations } from '../src/db/migrate.js';
-import { createDeps, type Deps } from '../src/deps.js';
-import { createLogger } from '../src/logger.js';
 import { DOCUMENT_TYPES, TIME_SERIES, type DocumentType } from '../src/oura/registry.js';
-import { startSimulator } from '../src/sim/index.js';
 import type { RequestLogEntry as SimRequest } from '../src/sim/state.js';
-
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 // ---------------------------------------------------------------- options
 
@@ -56,6 +47,8 @@ const USAGE = `usage: npm run demo -- [options]
   --duration S       length of the morning-sync trace in seconds (default 20)
   --seed N           seed of the simulator and the trace (default 1)
   --quick            a shorter run (2 days of history, a 12 s trace); what the tests use
+  --compiled         run the api and the worker compiled, from dist/ as npm run build left it,
+                     rather than through tsx
   --database NAME    the demo's database, dropped and re-created (default oura_demo)
   --prefix P         the demo's Redis key prefix, cleared (default oura-demo)
   --no-progress      no progress bars (they are drawn only on a terminal anyway)
@@ -78,6 +71,7 @@ try {
       duration: { type: 'string' },
       seed: { type: 'string', default: '1' },
       quick: { type: 'boolean', default: false },
+      compiled: { type: 'boolean', default: false },
       database: { type: 'string', default: 'oura_demo' },
       prefix: { type: 'string', default: 'oura-demo' },
       'no-progress': { type: 'boolean', default: false },
@@ -119,11 +113,6 @@ const REDIS_URL = process.env.REDIS_URL?.trim() || 'redis://127.0.0.1:6379';
 const RATE_LIMIT = { limit: 5000, windowS: 300 };
 const LOG_FILE = path.join(tmpdir(), `oura-ingest-demo-${PREFIX}.log`);
 
-function withDatabase(url: string, name: string): string {
-  const u = new URL(url);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
 /** host:port of a connection URL, never its credentials. */
 function where(url: string, defaultPort: number): string {
   try {
@@ -174,7 +163,6 @@ function createBar(label: string) {
   };
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const sec = (ms: number) => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(2)} s` : 'n/a');
 
 // ---------------------------------------------------------------- pre-flight
@@ -212,58 +200,13 @@ async function preflight(): Promise<void> {
   }
 }
 
-async function recreateDatabase(): Promise<void> {
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  try {
-    await admin.query(`drop database if exists "${DB_NAME}" with (force)`);
-    await admin.query(`create database "${DB_NAME}"`);
-  } finally {
-    await admin.end();
-  }
-}
-
-async function clearPrefix(): Promise<number> {
-  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 2 });
-  redis.on('error', () => {});
-  let n = 0;
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${PREFIX}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) n += await redis.del(...keys);
-    } while (cursor !== '0');
-  } finally {
-    await redis.quit().catch(() => redis.disconnect());
-  }
-  return n;
-}
-
 // ---------------------------------------------------------------- the run
 
-interface Child {
-  role: string;
-  child: ChildProcess;
-  tail: () => string;
-}
-const children: Child[] = [];
-const cleanups: Array<() => Promise<unknown>> = [];
-let logStream: WriteStream | null = null;
-
-async function cleanup(): Promise<void> {
-  // Taken at once: a signal arriving meanwhile must not run them twice.
-  for (const c of cleanups.splice(0).reverse()) await c().catch((err: Error) => process.stderr.write(`demo: cleanup: ${err.message}\n`));
-}
-
-/** Stops the service processes as an operator would: SIGTERM, then they drain and exit 0. */
-async function stopChildren(): Promise<void> {
-  await Promise.all(children.map(({ child }) => stopChild(child, 15_000)));
-}
+let stack = null as Stack | null;
 
 /** Throws when a service process died: the demo cannot go on without it. */
 function assertAlive(): void {
-  for (const c of children) {
+  for (const c of stack?.children ?? []) {
     if (c.child.exitCode !== null || c.child.signalCode !== null) {
       throw new Error(`the ${c.role} process exited (${c.child.exitCode ?? c.child.signalCode}); its last output:\n${c.tail()}\nfull log: ${LOG_FILE}`);
     }
@@ -286,8 +229,6 @@ async function waitFor<T>(what: string, timeoutMs: number, fn: () => Promise<T |
     await sleep(intervalMs);
   }
 }
-
-
 
 interface RequestCounts {
   data: number;
@@ -317,83 +258,38 @@ async function main(): Promise<number> {
   say(`oura-ingest demo: the service against a simulated Oura (no account, nothing leaves this machine)`);
   say(`  Postgres ${where(SERVER_URL, 5432)}, database ${DB_NAME}; Redis ${where(REDIS_URL, 6379)}, key prefix ${PREFIX}`);
 
-  // -- a clean slate: the demo's database and key prefix, nobody else's
-  await recreateDatabase();
-  const removed = await clearPrefix();
-  const migratePool = createPool({ url: DATABASE_URL, applicationName: 'oura-ingest-demo-migrate' });
-  try {
-    await runMigrations(migratePool);
-  } finally {
-    await migratePool.end();
-  }
-  step(`database ${DB_NAME} re-created and migrated; ${removed} old Redis keys under ${PREFIX}: cleared`);
-
-  // -- Oura: the simulator, in this process, with Oura's app-wide limit
-  const secrets = {
-    OURA_CLIENT_ID: `demo-${randomBytes(6).toString('hex')}`,
-    OURA_CLIENT_SECRET: randomBytes(24).toString('base64url'),
-    OURA_WEBHOOK_VERIFICATION_TOKEN: randomBytes(16).toString('base64url'),
-    TOKEN_ENCRYPTION_KEY: randomBytes(32).toString('base64'),
-    ADMIN_TOKEN: randomBytes(24).toString('base64url'),
-  };
-  const sim = await startSimulator({
-    clientId: secrets.OURA_CLIENT_ID,
-    clientSecret: secrets.OURA_CLIENT_SECRET,
-    port: 0,
-    host: '127.0.0.1',
-    seed: SEED,
-    appLimit: RATE_LIMIT,
+  // -- a clean slate (the demo's database and key prefix, nobody else's); Oura: the simulator, in
+  // this process, with Oura's app-wide limit; the service: one api process and one worker process,
+  // as deployed. This process reads Postgres and runs the subscription sync with the same
+  // composition root (stack.deps).
+  rmSync(LOG_FILE, { force: true });
+  const s = await startStack({
+    label: 'demo',
+    database: DB_NAME,
+    prefix: PREFIX,
+    services: { adminDatabaseUrl: ADMIN_URL, redisUrl: REDIS_URL },
+    sim: { seed: SEED, appLimit: RATE_LIMIT },
+    env: {
+      OURA_APP_RATE_LIMIT: `${RATE_LIMIT.limit}/${RATE_LIMIT.windowS}`,
+      // The periodic re-sync would read the users' last days again on the same budget
+      // and blur what the counts below attribute to backfill and to webhooks.
+      RECONCILE_INTERVAL_S: String(30 * 86_400),
+    },
+    api: 'process',
+    workers: 1,
+    runtime: argv.compiled === true ? distRuntime({ checkFresh: false }) : tsxRuntime(),
+    logLevel: 'info',
+    logFile: LOG_FILE,
+    stop: 'graceful',
   });
-  cleanups.push(() => sim.close());
-  const simJson = simJsonClient(sim.url);
+  stack = s;
+  const { apiUrl, deps, pool, sim, simJson } = s;
+  step(`database ${DB_NAME} re-created and migrated; ${s.keysCleared} old Redis keys under ${PREFIX}: cleared`);
   step(`Oura simulator on ${sim.url} (app limit ${RATE_LIMIT.limit}/${RATE_LIMIT.windowS} s)`);
-
-  // -- the service: one api process and one worker process, as deployed
-  const apiPort = await freePort();
-  const apiUrl = `http://127.0.0.1:${apiPort}`;
-  const env: Record<string, string> = {
-    ...secrets,
-    DATABASE_URL,
-    REDIS_URL,
-    REDIS_KEY_PREFIX: PREFIX,
-    OURA_API_BASE_URL: sim.url,
-    OURA_AUTHORIZE_URL: `${sim.url}/oauth/authorize`,
-    PUBLIC_BASE_URL: apiUrl,
-    OURA_APP_RATE_LIMIT: `${RATE_LIMIT.limit}/${RATE_LIMIT.windowS}`,
-    LOG_LEVEL: 'info',
-    // The periodic re-sync would read the users' last days again on the same budget
-    // and blur what the counts below attribute to backfill and to webhooks.
-    RECONCILE_INTERVAL_S: String(30 * 86_400),
-  };
-  logStream = createWriteStream(LOG_FILE, { flags: 'w' });
-  const log = logStream;
-  cleanups.push(() => new Promise<void>((r) => log.end(() => r())));
-  function spawnService(role: 'api' | 'worker', extra: Record<string, string>): void {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/main.ts'), role], {
-      cwd: repoRoot,
-      env: { PATH: process.env.PATH ?? '', ...env, ...extra },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let tail = '';
-    const keep = (d: Buffer) => {
-      tail = (tail + d.toString()).slice(-3000);
-      log.write(d);
-    };
-    child.stdout?.on('data', keep);
-    child.stderr?.on('data', keep);
-    children.push({ role, child, tail: () => tail });
-  }
-  cleanups.push(stopChildren);
-  spawnService('api', { PORT: String(apiPort), HOST: '127.0.0.1' });
-  spawnService('worker', { METRICS_PORT: '0' });
-
-  // This process reads Postgres and runs the subscription sync with the same composition root.
-  const deps: Deps = createDeps(loadConfig({ ...env, LOG_LEVEL: 'silent' }), { log: createLogger('silent'), dbPoolSize: 4 });
-  cleanups.push(() => deps.close());
-  const { pool } = deps;
   await waitFor('the api to answer /readyz', 60_000, async () => (await fetch(`${apiUrl}/readyz`)).status === 200, 200);
   await waitFor('the worker to listen on the queue', 60_000, async () => (await deps.queue.getWorkersCount()) >= 1, 200);
-  step(`api on ${apiUrl} (pid ${children[0]!.child.pid}) and worker (pid ${children[1]!.child.pid}) ready; their logs: ${LOG_FILE}`);
+  const pid = (role: string) => s.children.find((c) => c.role === role)?.child.pid;
+  step(`api on ${apiUrl} (pid ${pid('api')}) and worker (pid ${pid('worker')}) ready; their logs: ${LOG_FILE}`);
 
   // -- users: created at Oura with history, then connected through /oauth/start → consent → /oauth/callback
   const connectStartedAt = Date.now();
@@ -401,16 +297,8 @@ async function main(): Promise<number> {
   for (let i = 0; i < USERS; i++) {
     const simUser = ((await simJson('POST', '/_sim/users', { historyDays: HISTORY_DAYS })) as { id: string }).id;
     // Each user is their own browser (the connect routes are rate limited per client address).
-    const headers = { 'x-forwarded-for': `10.0.${(i >> 8) & 255}.${i & 255}` };
-    const start = await fetch(`${apiUrl}/oauth/start`, { redirect: 'manual', headers });
-    if (start.status !== 302) throw new Error(`/oauth/start → ${start.status}: ${await start.text()}`);
-    const authorize = new URL(start.headers.get('location')!);
-    authorize.searchParams.set('sim_user', simUser);
-    const consent = await fetch(authorize, { redirect: 'manual' });
-    if (consent.status !== 302) throw new Error(`Oura consent → ${consent.status}: ${await consent.text()}`);
-    const callback = await fetch(consent.headers.get('location')!, { redirect: 'manual', headers });
-    const body = (await callback.json()) as { user_id?: string };
-    if (callback.status !== 200 || body.user_id !== simUser) throw new Error(`/oauth/callback → ${callback.status}: ${JSON.stringify(body)}`);
+    const userId = await s.connectUser(simUser, { clientAddress: `10.0.${(i >> 8) & 255}.${i & 255}` });
+    if (userId !== simUser) throw new Error(`/oauth/callback connected ${userId}, not ${simUser}`);
     userIds.push(simUser);
   }
   step(`${USERS} simulated users connected through OAuth, each with ${HISTORY_DAYS} days of history at Oura`);
@@ -645,15 +533,16 @@ function table(header: string[], rows: string[][], right: boolean[], withHeader 
 
 // ---------------------------------------------------------------- entry
 
+// Closing the stack stops the service (SIGTERM: it drains and exits) and the simulator, and
+// clears the key prefix; the data stays in the demo's database to be looked at.
 let interrupted = false;
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => {
     if (interrupted) return;
     interrupted = true;
     process.stderr.write(`\ndemo: ${sig}: stopping the service and the simulator\n`);
-    void cleanup()
-      .then(() => clearPrefix())
-      .catch(() => {})
+    void Promise.resolve(stack?.close())
+      .catch((err: Error) => process.stderr.write(`demo: ${err.message}\n`))
       .finally(() => process.exit(130));
   });
 }
@@ -664,16 +553,14 @@ try {
 } catch (err) {
   if (!interrupted) {
     process.stderr.write(`\ndemo: FAILED: ${(err as Error).message}\n`);
-    if (logStream) process.stderr.write(`the service's logs: ${LOG_FILE}\n`);
+    if (stack) process.stderr.write(`the service's logs: ${LOG_FILE}\n`);
   }
 }
 // After a signal, its handler cleans up and exits.
 if (!interrupted) {
   const stopping = Date.now();
-  await cleanup();
-  // The data stays in the demo's database to be looked at; the queue state is of no further use.
-  await clearPrefix().catch(() => {});
-  const badExit = children.filter((c) => c.child.exitCode !== 0);
+  await stack?.close();
+  const badExit = (stack?.children ?? []).filter((c) => c.child.exitCode !== 0);
   if (badExit.length) {
     process.stderr.write(`demo: ${badExit.map((c) => `${c.role} exited ${c.child.exitCode ?? c.child.signalCode}`).join(', ')}; logs: ${LOG_FILE}\n`);
     code ||= 1;

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Config, loadConfig } from '../src/config.js';
-import { composeServices, dockerfile as readDockerfile, imageNodeOptions } from './helpers/deployment.js';
+import { composeServices, dockerfile as readDockerfile, imageNodeOptions } from '../dev/deployment.js';
 
 const services = composeServices();
 

@@ -5,7 +5,7 @@ import { after, test } from 'node:test';
 import { createDeps } from '../src/deps.js';
 import { sql } from 'drizzle-orm';
 import { createLogger, scrubError } from '../src/logger.js';
-import { eventually, freePort } from './helpers/util.js';
+import { eventually, freePort } from '../dev/util.js';
 import { testConfig, uniquePrefix } from './helpers/env.js';
 
 /** A Redis of the test's own, to stop and start again. */

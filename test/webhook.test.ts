@@ -12,7 +12,7 @@ import { admitAndQueue, createIntakeWorker, intakeDeps } from '../src/workers/in
 import { EVENTS_QUEUE } from '../src/queues/index.js';
 import { eventsRetentionTask } from '../src/workers/events-retention.js';
 import { sweepOnce } from '../src/workers/sweeper.js';
-import { eventually } from './helpers/util.js';
+import { eventually } from '../dev/util.js';
 import { clearPrefix, createTestDatabase, getServices, TEST_SECRETS, testConfig, uniquePrefix, type TestDatabase } from './helpers/env.js';
 
 function signed(body: string | Buffer, opts: { ts?: number; secret?: string; upper?: boolean } = {}) {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 export interface ComposeService {
   environment?: Record<string, string>;
@@ -27,4 +27,13 @@ export function dockerfile(): string {
 /** The flags of the Dockerfile's `ENV NODE_OPTIONS=…` (quoted or not); empty if it sets none. */
 export function imageNodeOptions(): string[] {
   return (/^ENV NODE_OPTIONS=("?)(.*)\1\s*$/m.exec(dockerfile())?.[2] ?? '').split(/\s+/).filter(Boolean);
+}
+
+/**
+ * The node flags a service ships with: its NODE_OPTIONS in
+ * docker-compose.yml, else the image's (`ENV NODE_OPTIONS=…` in the Dockerfile).
+ */
+export function serviceNodeOptions(service: 'api' | 'worker'): string[] {
+  const fromCompose = composeServices()[service]?.environment?.NODE_OPTIONS;
+  return fromCompose === undefined ? imageNodeOptions() : fromCompose.split(/\s+/).filter(Boolean);
 }
