@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { DOCUMENT_TYPES, documentTypes, WEBHOOK_OPERATIONS } from '../src/oura/registry.js';
 import { eventJobId } from '../src/queues/index.js';
+import { serviceArgs } from './helpers/env.js';
 import { eventually, repoRoot, startStack, type Stack } from './helpers/stack.js';
 
 const WANTED = DOCUMENT_TYPES.filter((t) => documentTypes[t].webhook).length * WEBHOOK_OPERATIONS.length;
@@ -22,7 +22,7 @@ describe('CLI (npm run cli -- <command>)', { concurrency: true }, () => {
   /** Runs the CLI as its own process with the stack's environment. */
   function cli(args: string[], env: Record<string, string> = stack.env): Promise<Run> {
     return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), ...args], {
+      const child = spawn(process.execPath, serviceArgs('cli/main', args), {
         cwd: repoRoot,
         env: { PATH: process.env.PATH ?? '', ...env },
         stdio: ['ignore', 'pipe', 'pipe'],

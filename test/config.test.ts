@@ -4,7 +4,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig } from '../src/config.js';
-import { TEST_SECRETS } from './helpers/env.js';
+import { serviceArgs, TEST_SECRETS } from './helpers/env.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const valid = {
@@ -60,7 +60,7 @@ test('a missing or malformed value names the variable in one line', () => {
 });
 
 test('start-up with a bad value exits non-zero with one line naming the variable', () => {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/main.ts', 'api'], {
+  const r = spawnSync(process.execPath, serviceArgs('main', ['api']), {
     cwd: root,
     env: { PATH: process.env.PATH, ...valid, TOKEN_ENCRYPTION_KEY: 'short' },
     encoding: 'utf8',

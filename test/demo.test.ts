@@ -43,7 +43,8 @@ test('npm run demo ends with its summary table, exits 0, and leaves every simula
   });
 
   const { code, stdout, stderr } = await run(
-    ['--quick', '--no-progress', '--database', database, '--prefix', prefix],
+    // The demo's api and worker compiled, as the tests run the service (npm test builds dist/ first).
+    ['--quick', '--compiled', '--no-progress', '--database', database, '--prefix', prefix],
     { ...process.env, DATABASE_URL: adminDatabaseUrl, REDIS_URL: redisUrl },
     120_000,
   );

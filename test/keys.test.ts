@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createDeps } from '../src/deps.js';
-import { testConfig } from './helpers/env.js';
+import { serviceArgs, testConfig } from './helpers/env.js';
 import { repoRoot, startStack, type Stack } from './helpers/stack.js';
 
 describe('rotating TOKEN_ENCRYPTION_KEY', () => {
@@ -31,7 +30,7 @@ describe('rotating TOKEN_ENCRYPTION_KEY', () => {
       await during.close();
     }
 
-    const run = spawnSync(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'tokens', 'reencrypt'], {
+    const run = spawnSync(process.execPath, serviceArgs('cli/main', ['tokens', 'reencrypt']), {
       cwd: repoRoot,
       env: { PATH: process.env.PATH, ...rotating, LOG_LEVEL: 'silent' },
       encoding: 'utf8',

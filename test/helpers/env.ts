@@ -1,4 +1,5 @@
 import { loadConfig, type Config } from '../../src/config.js';
+import { distRuntime, nodeArgs, type Entry } from '../../dev/service.js';
 import { createDatabase, getServices, type Database } from '../../dev/services.js';
 
 /**
@@ -33,3 +34,15 @@ export function testConfig(env: Record<string, string | undefined>): Config {
   });
 }
 
+/**
+ * A test runs the service (and the CLI) as its own process compiled, from
+ * dist/: `npm test` builds it first (and says so with TEST_DIST_BUILT, so an
+ * edit made during the run does not fail it); a file run on its own checks
+ * that dist/ is not older than src/.
+ */
+export const serviceRuntime = distRuntime({ checkFresh: process.env.TEST_DIST_BUILT !== '1' });
+
+/** The node arguments that run `dist/<entry>.js` with `args`. */
+export function serviceArgs(entry: Entry, args: string[]): string[] {
+  return nodeArgs(serviceRuntime, entry, args);
+}

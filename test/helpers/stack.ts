@@ -1,19 +1,14 @@
 import path from 'node:path';
-import { repoRoot, tsxRuntime } from '../../dev/service.js';
+import { repoRoot } from '../../dev/service.js';
 import { uniquePrefix } from '../../dev/services.js';
 import { startStack as startDevStack, type Stack as DevStack } from '../../dev/stack.js';
 import type { SimOptions } from '../../src/sim/index.js';
-import { TEST_SECRETS } from './env.js';
+import { TEST_LOG_DIR } from '../check-logs.js';
+import { serviceRuntime, TEST_SECRETS } from './env.js';
 
 export { eventually, freePort } from '../../dev/util.js';
 export { repoRoot };
 
-/**
- * Every stack writes its logs (in-process and child processes) here, with the
- * secrets its run produced beside them; test/zz-logs.test.ts checks that no
- * secret reached any log. `npm test` empties the folder first.
- */
-export const TEST_LOG_DIR = path.join(repoRoot, '.test-logs');
 const TEST_LOG_LEVEL = process.env.TEST_LOG_LEVEL ?? 'debug';
 
 export type Stack = DevStack;
@@ -38,7 +33,7 @@ export async function startStack(
     env: { BACKFILL_DAYS: '0', ...opts.env },
     inProcessEnv: { WORKER_CONCURRENCY: '8' },
     workers: opts.inProcessWorker === false ? 0 : 'in-process',
-    runtime: tsxRuntime(),
+    runtime: serviceRuntime,
     logLevel: TEST_LOG_LEVEL,
     logFile: path.join(TEST_LOG_DIR, `${prefix}.log`),
     secretsFile: path.join(TEST_LOG_DIR, `${prefix}.secrets.json`),
