@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { createDeps } from '../src/deps.js';
-import { serviceArgs, testConfig } from './helpers/env.js';
+import { clearPrefix, serviceArgs, testConfig } from './helpers/env.js';
 import { repoRoot, startStack, type Stack } from './helpers/stack.js';
 
 describe('rotating TOKEN_ENCRYPTION_KEY', () => {
@@ -13,6 +13,8 @@ describe('rotating TOKEN_ENCRYPTION_KEY', () => {
   });
   after(async () => {
     await stack?.close();
+    // The services the rotation builds beside the stack's keep their keys under prefixes of their own.
+    if (stack) for (const p of ['rot', 'new', 'old']) await clearPrefix(stack.env.REDIS_URL!, `${stack.prefix}-${p}`);
   });
 
   test('the old key keeps working as a previous key, tokens reencrypt moves every token to the new one', async () => {
