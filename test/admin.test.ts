@@ -117,10 +117,11 @@ describe('admin API', () => {
     const doc = await stack.simJson('POST', `/_sim/users/${userId}/documents/daily_sleep`, { notify: true });
     await eventually('document stored', () => documentRow('daily_sleep', doc.id));
 
-    // The api writes webhook arrival times once a second.
-    const res = await eventually('last webhook recorded', async () => {
+    // The api writes webhook arrival times once a second; the worker its last fetch just after storing the document.
+    const res = await eventually('last webhook and fetch recorded', async () => {
       const r = await admin('GET', '/admin/users');
-      return r.body.users?.find((u: { id: string }) => u.id === userId)?.last_webhook_at ? r : null;
+      const u = r.body.users?.find((u: { id: string }) => u.id === userId);
+      return u?.last_webhook_at && u.last_fetch_at ? r : null;
     });
     assert.equal(res.status, 200);
     const user = res.body.users.find((u: { id: string }) => u.id === userId);
