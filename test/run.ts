@@ -8,9 +8,8 @@
  *      - The files that run compiled code (COMPILED: the service, the CLI or
  *        the demo's service as their own processes, from dist/ as the image
  *        runs them) start when the build is done.
- *   2. The files that measure time (QUIET) once step 1 is over: those that
- *      need the machine to themselves (ALONE) one at a time, then the others
- *      three at a time (between them they keep about one core of two busy).
+ *   2. The files that measure time (QUIET), two at a time once step 1 is
+ *      over: between them they keep less than one core of two busy.
  *   3. The log scan (test/check-logs.ts): no secret and no document reached
  *      any log the run wrote to .test-logs/.
  *
@@ -31,21 +30,21 @@ const COMPILED = new Set(['backfill.test.ts', 'cli.test.ts', 'config.test.ts', '
 
 /**
  * Files whose assertions are about time on the scale of a busy machine's
- * hiccups (a few ms to a few hundred), and why. A file that flakes in step 1
- * belongs here.
+ * hiccups (a few ms to a few hundred), and why, in the order they run: the
+ * limiter's measurements come after the others have started their worker
+ * processes, which keeps both cores busy for a few seconds. A file that
+ * flakes in step 1 belongs here.
  */
-const QUIET: Record<string, string> = {
-  'admin.test.ts': "the users list, read as soon as a document is stored, shows the user's last fetch, written just after",
-  'failures.test.ts': 'a job read as soon as its event is done is completed, which BullMQ records just after (flaked beside two others)',
-  'limiter.test.ts': 'grants spaced within 250 ms, pauses held to 100-300 ms, live grants 3× the background ones',
-  'pair-gate.test.ts': 'leases of tens of milliseconds',
-  'rate-limit.test.ts': 'never more than N requests in a rolling window as the simulator sees them arrive',
-  'tiers.test.ts': 'no request during a 429 pause, to within 100-200 ms',
-};
-const ALONE = new Set(['failures.test.ts']);
+const QUIET: Array<[file: string, why: string]> = [
+  ['rate-limit.test.ts', 'never more than N requests in a rolling window as the simulator sees them arrive'],
+  ['tiers.test.ts', 'no request during a 429 pause, to within 100-200 ms'],
+  ['pair-gate.test.ts', 'leases of tens of milliseconds'],
+  ['limiter.test.ts', 'grants spaced within 250 ms, pauses held to 100-300 ms, live grants 3× the background ones'],
+];
+const quiet = new Set(QUIET.map(([file]) => file));
 
 /**
- * Each step starts its longest files first (seconds, alone on a 2-core
+ * Each lane starts its longest files first (seconds, alone on a 2-core
  * machine), so that none starts late and finishes last. Files not named
  * here go first: a new file's length is not known.
  */
@@ -55,9 +54,6 @@ const LONGEST_FIRST = [
   'scarce-budget.test.ts', // 39
   'durability.test.ts', // 36
   'demo.test.ts', // 30
-  'rate-limit.test.ts', // 24
-  'tiers.test.ts', // 18
-  'limiter.test.ts', // 17
   'failures.test.ts', // 14
   'cli.test.ts', // 11
   'recheck.test.ts', // 10
@@ -72,7 +68,6 @@ const LONGEST_FIRST = [
   'keys.test.ts', // 4
   'oauth.test.ts', // 3
   'queues-dashboard.test.ts', // 3
-  'pair-gate.test.ts', // 3
   'config.test.ts', // 2
   'oura-client.test.ts', // 1
   'compose.test.ts', // 1
@@ -128,15 +123,14 @@ const t0 = Date.now();
 rmSync(TEST_LOG_DIR, { recursive: true, force: true });
 // dist/ is built by this run: an edit made later in the run must not fail the tests that run it.
 const built = { ...process.env, TEST_DIST_BUILT: '1' };
-const inProcess = nodeTest('in-process files', files.filter((f) => !COMPILED.has(f) && !(f in QUIET)), PER_LANE);
+const inProcess = nodeTest('in-process files', files.filter((f) => !COMPILED.has(f) && !quiet.has(f)), PER_LANE);
 const compiled = run('npm run build', 'npm', ['run', '--silent', 'build']).then(async (ok) =>
-  ok ? [ok, await nodeTest('files that run dist/', files.filter((f) => COMPILED.has(f) && !(f in QUIET)), PER_LANE, built)] : [ok],
+  ok ? [ok, await nodeTest('files that run dist/', files.filter((f) => COMPILED.has(f) && !quiet.has(f)), PER_LANE, built)] : [ok],
 );
 const results = [await inProcess, ...(await compiled)];
 // Without a build, a file that runs dist/ checks that it is not older than src/.
-const quietEnv = results[1] ? built : process.env;
-results.push(await nodeTest('files that measure time, alone', files.filter((f) => ALONE.has(f)), 1, quietEnv));
-results.push(await nodeTest('files that measure time, three at a time', files.filter((f) => f in QUIET && !ALONE.has(f)), 3, quietEnv));
+const quietFiles = QUIET.map(([file]) => file).filter((f) => files.includes(f));
+results.push(await nodeTest('files that measure time, two at a time', quietFiles, 2, results[1] ? built : process.env));
 const { problems, summary } = checkLogs(TEST_LOG_DIR, { wholeSuite });
 for (const p of problems.slice(0, 20)) process.stdout.write(`# log scan: ${p}\n`);
 process.stdout.write(`# log scan: ${problems.length ? `FAILED, ${problems.length} problems` : 'ok'}; ${summary}\n`);
