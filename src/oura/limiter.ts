@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { RateLimit } from '../config.js';
+import { defineScripts } from '../redis-scripts.js';
 
 /**
  * The app-wide limiter: one atomic Redis script, on Redis's clock, shared by
@@ -178,21 +179,13 @@ export function tokenKey(accessToken: string): string {
   return createHash('sha256').update(accessToken).digest('hex').slice(0, 24);
 }
 
-/**
- * The scripts as ioredis commands: sent by SHA (EVALSHA), loaded once per
- * connection, rather than the whole script with every acquire.
- */
-const COMMANDS = { ouraLimiterAcquire: SCRIPT, ouraLimiterPause: PAUSE_SCRIPT, ouraLimiterPauseLeft: PAUSE_LEFT_SCRIPT, ouraLimiterBacklog: BACKLOG_SCRIPT };
-type Command = (numKeys: number, ...keysAndArgs: Array<string | number>) => Promise<unknown>;
-
-function commands(redis: Redis): Record<keyof typeof COMMANDS, Command> {
-  const r = redis as unknown as Record<string, Command | undefined>;
-  for (const [name, lua] of Object.entries(COMMANDS)) if (!r[name]) redis.defineCommand(name, { lua });
-  return r as Record<keyof typeof COMMANDS, Command>;
-}
-
 export function createLimiter(redis: Redis, opts: LimiterOptions) {
-  const cmd = commands(redis);
+  const cmd = defineScripts(redis, {
+    ouraLimiterAcquire: SCRIPT,
+    ouraLimiterPause: PAUSE_SCRIPT,
+    ouraLimiterPauseLeft: PAUSE_LEFT_SCRIPT,
+    ouraLimiterBacklog: BACKLOG_SCRIPT,
+  });
   const prefix = `${opts.prefix ?? 'oura-ingest'}:{limiter}`;
   const marginMs = opts.marginMs;
   const maxAheadMs = opts.maxAheadMs ?? 8000;

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { defineScripts } from '../redis-scripts.js';
 
 /**
  * Admits a user's (user, data type) pairs to be served, at most `limit` at a
@@ -73,15 +74,10 @@ export interface PairGateOptions {
   staleMs?: number;
 }
 
-type Command = (numKeys: number, ...keysAndArgs: Array<string | number>) => Promise<unknown>;
-
 export function createPairGate(redis: Redis, opts: PairGateOptions) {
-  // Sent by SHA (EVALSHA), loaded once per connection.
-  const r = redis as unknown as Record<string, Command | undefined>;
-  if (!r.ouraPairGateEnter) redis.defineCommand('ouraPairGateEnter', { lua: ENTER });
-  if (!r.ouraPairGateRenew) redis.defineCommand('ouraPairGateRenew', { lua: RENEW });
-  const enter = (...a: Array<string | number>) => r.ouraPairGateEnter!(3, ...a);
-  const renewLease = (...a: Array<string | number>) => r.ouraPairGateRenew!(1, ...a);
+  const cmd = defineScripts(redis, { ouraPairGateEnter: ENTER, ouraPairGateRenew: RENEW });
+  const enter = (...a: Array<string | number>) => cmd.ouraPairGateEnter(3, ...a);
+  const renewLease = (...a: Array<string | number>) => cmd.ouraPairGateRenew(1, ...a);
   const leaseMs = opts.leaseMs ?? 30_000;
   const staleMs = opts.staleMs ?? 5000;
   const keys = (userId: string) => {
