@@ -89,7 +89,8 @@ export function createEventWorker(deps: EventWorkerDeps) {
       );
       if (r.acquired && r.value.admitted) {
         const outcome = r.value.value;
-        const after = outcome === 'served' || outcome === 'recheck_pending' ? await deps.events.get(event.id) : null;
+        // Only when this job's event waits for its re-check: when, is in Postgres.
+        const after = outcome === 'recheck_pending' ? await deps.events.get(event.id) : null;
         if (after?.status === 'queued' && after.recheck_at) {
           // Oura answered 404 right after announcing the object: this job runs the re-check.
           await job.moveToDelayed(Math.max(after.recheck_at.getTime(), Date.now() + 50), token);

@@ -80,7 +80,9 @@ export async function processEvent(deps: ProcessEventDeps, event: EventRow): Pro
     // finishServed): serve the pair again, a few times at most; the repeat's own
     // job, or the sweeper, takes what is left after that.
     for (let round = 1; ; round++) {
-      const left = await serveOnce(deps, event, type, log);
+      const { left, rechecking } = await serveOnce(deps, event, type, log);
+      // This job's own event waits for its re-check: the caller delays the job.
+      if (rechecking.has(event.id)) return 'recheck_pending';
       if (left === 0 || round >= MAX_SERVE_ROUNDS) return 'served';
       log.debug({ left, round }, 'events delivered again while being served; serving them once more');
     }
@@ -101,15 +103,18 @@ export async function processEvent(deps: ProcessEventDeps, event: EventRow): Pro
 
 const MAX_SERVE_ROUNDS = 3;
 
-/** Serves the pair's pending events once; returns how many claimed events stay queued (delivered again meanwhile). */
-async function serveOnce(deps: ProcessEventDeps, event: EventRow, type: DocumentType, log: Logger): Promise<number> {
+/** Serves the pair's pending events once; returns what became of them (see Tally). */
+async function serveOnce(deps: ProcessEventDeps, event: EventRow, type: DocumentType, log: Logger): Promise<Tally> {
   const userId = event.user_id;
+  // Across both runs of the work when a 401 makes withToken run it again.
+  const tally: Tally = { requests: 0, left: 0, rechecking: new Set() };
   // Only deletes waiting? They need no request at all.
   const before = plan(await deps.events.pendingFor(userId, type, new Date()));
-  if (before.toFetch.length === 0) return removeDeleted(deps, type, userId, before, new Set());
+  if (before.toFetch.length === 0) {
+    tally.left = await removeDeleted(deps, type, userId, before, new Set());
+    return tally;
+  }
 
-  // Across both runs of the work when a 401 makes withToken run it again.
-  const tally: Tally = { requests: 0, left: 0 };
   try {
     await deps.tokens.withToken(userId, async (auth) => {
       // The permit first: events recorded while it is awaited are claimed too.
@@ -127,7 +132,7 @@ async function serveOnce(deps: ProcessEventDeps, event: EventRow, type: Document
   } finally {
     if (tally.requests > 0) deps.metrics?.eventRequests.inc(tally.requests);
   }
-  return tally.left;
+  return tally;
 }
 
 interface Tally {
@@ -135,6 +140,8 @@ interface Tally {
   requests: number;
   /** Claimed events left queued because Oura delivered them again meanwhile. */
   left: number;
+  /** Claimed events set aside for a re-check. */
+  rechecking: Set<number>;
 }
 
 /** One serving of a pair: what it claimed, what it has read so far, and what it spent. */
@@ -204,7 +211,9 @@ async function notReturned(s: Serving, ids: string[]): Promise<void> {
   for (const id of recent) s.open.delete(id);
   s.counts.recheck += recent.length;
   const recheckAt = new Date(Date.now() + config.RECHECK_DELAY_S * 1000);
-  await s.deps.events.scheduleRecheck(recent.flatMap((id) => s.plan.byObject.get(id)!.map((e) => e.id)), recheckAt);
+  const eventIds = recent.flatMap((id) => s.plan.byObject.get(id)!.map((e) => e.id));
+  await s.deps.events.scheduleRecheck(eventIds, recheckAt);
+  for (const id of eventIds) s.tally.rechecking.add(id);
 }
 
 /** Removes objects Oura no longer has and finishes their events as gone. */
