@@ -10,7 +10,7 @@
  * updated 1–3 times a few seconds apart while Oura reprocesses the night.
  */
 import type { DocumentType } from '../src/oura/registry.js';
-import { createRng } from '../src/sim/prng.js';
+import { createRng, type Rng } from '../src/sim/prng.js';
 
 export interface TraceObject {
   /** Index of the trace user who owns it. */
@@ -62,30 +62,39 @@ export function usersForLoad(load: number, ratePerS: number, durationMs: number)
   return Math.max(1, Math.round((load * ratePerS * durationMs) / 1000 / EVENTS_PER_USER));
 }
 
+/**
+ * The documents of one user's sync starting at `syncAt`: the night's types
+ * (always, and sometimes), each created within CREATE_SPREAD_MS and
+ * rewritten a few times by Oura afterwards. Times in ms on the trace's clock.
+ */
+export function syncDocuments(rng: Rng, syncAt: number): Array<{ type: DocumentType; createAt: number; updatesAt: number[] }> {
+  const types = [...ALWAYS];
+  for (const s of SOMETIMES) {
+    if (!rng.chance(s.p)) continue;
+    types.push(s.type);
+    if (s.type === 'workout' && rng.chance(SECOND_WORKOUT)) types.push('workout');
+  }
+  return types.map((type) => {
+    const createAt = syncAt + rng.int(0, CREATE_SPREAD_MS);
+    const updatesAt: number[] = [];
+    if (rng.chance(UPDATED_SHARE)) {
+      let t = createAt;
+      for (let k = rng.int(UPDATES_MIN, UPDATES_MAX); k > 0; k--) {
+        t += rng.int(UPDATE_GAP_MS[0], UPDATE_GAP_MS[1]);
+        updatesAt.push(t);
+      }
+    }
+    return { type, createAt, updatesAt };
+  });
+}
+
 export function morningSync(name: string, users: number, durationMs: number, seed: number): Trace {
   const rng = createRng(seed);
   const objects: TraceObject[] = [];
   const lastStart = Math.max(0, durationMs - TAIL_MS);
   for (let user = 0; user < users; user++) {
     const syncAt = rng.int(0, lastStart);
-    const types = [...ALWAYS];
-    for (const s of SOMETIMES) {
-      if (!rng.chance(s.p)) continue;
-      types.push(s.type);
-      if (s.type === 'workout' && rng.chance(SECOND_WORKOUT)) types.push('workout');
-    }
-    for (const type of types) {
-      const createAt = syncAt + rng.int(0, CREATE_SPREAD_MS);
-      const updatesAt: number[] = [];
-      if (rng.chance(UPDATED_SHARE)) {
-        let t = createAt;
-        for (let k = rng.int(UPDATES_MIN, UPDATES_MAX); k > 0; k--) {
-          t += rng.int(UPDATE_GAP_MS[0], UPDATE_GAP_MS[1]);
-          updatesAt.push(t);
-        }
-      }
-      objects.push({ user, type, createAt, updatesAt });
-    }
+    for (const o of syncDocuments(rng, syncAt)) objects.push({ user, ...o });
   }
   objects.sort((a, b) => a.createAt - b.createAt);
   return { name, users, durationMs, objects, events: objects.reduce((a, o) => a + 1 + o.updatesAt.length, 0) };
