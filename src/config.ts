@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_FLOORS, type BackgroundLane } from './oura/lanes.js';
 
 /** `N/W`: at most N requests in any rolling W seconds. */
 export interface RateLimit {
@@ -14,6 +15,28 @@ const rateLimit = z
     return { limit: n!, windowS: w! };
   })
   .refine((r) => r.limit >= 1 && r.windowS >= 1, 'N and W must both be at least 1');
+
+const FLOOR_LANES = Object.keys(DEFAULT_FLOORS) as BackgroundLane[];
+
+/** `backfill=0.05,timeseries=0.1,reconcile=0.05`: lanes left out keep their default floor. */
+const floors = z
+  .string()
+  .transform((s, ctx): Record<BackgroundLane, number> => {
+    const out = { ...DEFAULT_FLOORS };
+    for (const part of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+      const m = /^([a-z]+)\s*=\s*(\d*\.?\d+)$/.exec(part);
+      if (!m || !FLOOR_LANES.includes(m[1] as BackgroundLane) || Number(m[2]) > 1) {
+        ctx.addIssue({ code: 'custom', message: `expected lane=share with lane one of ${FLOOR_LANES.join(', ')} and share from 0 to 1, e.g. backfill=0.05,timeseries=0.1 (got "${part}")` });
+        return z.NEVER;
+      }
+      out[m[1] as BackgroundLane] = Number(m[2]);
+    }
+    if (Object.values(out).reduce((a, b) => a + b, 0) > 0.9) {
+      ctx.addIssue({ code: 'custom', message: 'the floors add up to more than 0.9 of the budget: live work would starve' });
+      return z.NEVER;
+    }
+    return out;
+  });
 
 const url = z.url({ message: 'expected an absolute URL' });
 const required = (schema: z.ZodString) => schema.min(1, 'must not be empty');
@@ -45,6 +68,12 @@ export const Config = z
       .default([]),
     ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters'),
     OURA_APP_RATE_LIMIT: rateLimit.default({ limit: 5000, windowS: 300 }),
+    /**
+     * The share of OURA_APP_RATE_LIMIT each background lane keeps in every
+     * window while it has work, however busy live work is (see README,
+     * "The budget").
+     */
+    BUDGET_FLOORS: floors.default(DEFAULT_FLOORS),
     /** Oura's per-access-token limit, when known (`N/W`); unset: only pauses Oura announces apply per token. */
     OURA_USER_RATE_LIMIT: rateLimit.optional(),
     WEBHOOK_MAX_AGE_S: int(1, 7 * 24 * 3600).default(7200),
@@ -66,8 +95,33 @@ export const Config = z
     BACKFILL_DAYS: int(0, 3650).default(90),
     /** Days re-synced by each reconciliation of a user. */
     RECONCILE_DAYS: int(1, 365).default(3),
-    /** Every active user is reconciled once per interval, spread over it. */
-    RECONCILE_INTERVAL_S: int(60, 30 * 86_400).default(21_600),
+    /**
+     * Reconciliation's target: each active user's recent days re-read at least
+     * this often. The planner picks users by risk and reaches faster cadences
+     * when the budget allows (never faster than RECONCILE_MIN_INTERVAL_S);
+     * GET /admin/budget reports the cadence reached.
+     */
+    RECONCILE_INTERVAL_S: int(1, 90 * 86_400).default(7 * 86_400),
+    RECONCILE_MIN_INTERVAL_S: int(1, 90 * 86_400).default(21_600),
+    /** Every this many reconciliations of a user also re-read the types that rarely change (ring_configuration, rest_mode_period, vo2_max). */
+    RECONCILE_SLOW_EVERY: int(1, 1000).default(4),
+    /** The time series' target: heart rate and ring battery (no webhooks) read at least this often per active user. */
+    TIMESERIES_INTERVAL_S: int(1, 90 * 86_400).default(86_400),
+    TIMESERIES_MIN_INTERVAL_S: int(1, 90 * 86_400).default(3600),
+    /** How often the planner tops up the background queues. */
+    PLANNER_INTERVAL_MS: int(100, 3_600_000).default(15_000),
+    /** Workers per process for each background refresh (time series, reconciliation). */
+    REFRESH_CONCURRENCY: int(1, 100).default(2),
+    /**
+     * Live documents should land within this long of their webhook. Under
+     * budget pressure a (user, type) pair waits to gather more events into one
+     * read, but never past half of this (the other half is for the queue).
+     */
+    FRESHNESS_TARGET_S: int(1, 86_400).default(300),
+    /** The limiter counts as under pressure while it is booked further ahead than this. */
+    SCARCE_BACKLOG_MS: int(0, 600_000).default(1500),
+    /** Under pressure, a pair is read once no new event came for it for this long (Oura often updates a document seconds after creating it). */
+    COALESCE_QUIET_MS: int(0, 600_000).default(6000),
     /**
      * A 404 for an object whose create or update arrived less than this long
      * ago is not yet "gone": Oura can answer 404 for a document right after

@@ -19,7 +19,9 @@ import { createLimiter } from './oura/limiter.js';
 import { createTokenService } from './oura/tokens.js';
 import { createOutageLog, watchOutages } from './outages.js';
 import { withTimeout } from './timeout.js';
-import { createBackfillQueue, createEventQueue, createIntakeQueue, createMaintenanceQueue } from './queues/index.js';
+import { budgetBacklog } from './budget/report.js';
+import { createUsageLog } from './budget/usage.js';
+import { REFRESH_KINDS, createBackfillQueue, createEventQueue, createIntakeQueue, createMaintenanceQueue, createRefreshQueue, type RefreshQueues } from './queues/index.js';
 
 export interface DepsOptions {
   log?: Logger;
@@ -65,7 +67,13 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
   const backfill = createBackfillRepo(db);
   const admin = createAdminRepo(db);
   const metrics = createMetrics();
-  const limiter = createLimiter(redis, { app: config.OURA_APP_RATE_LIMIT, token: config.OURA_USER_RATE_LIMIT ?? null, prefix });
+  const usage = createUsageLog(redis, prefix);
+  const limiter = createLimiter(redis, {
+    app: config.OURA_APP_RATE_LIMIT,
+    token: config.OURA_USER_RATE_LIMIT ?? null,
+    prefix,
+    floors: config.BUDGET_FLOORS,
+  });
   const oura = createOuraClient({
     apiBaseUrl: config.OURA_API_BASE_URL,
     tokenUrl: config.OURA_TOKEN_URL,
@@ -75,9 +83,10 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
     log,
     onResponse: ({ route, status, tier, purpose }) => {
       metrics.ouraRequests.inc({ purpose, route, status: String(status), tier: tier ?? '' });
+      usage.record(`requests:${purpose}`);
       if (status === 429) metrics.rateLimited.inc({ tier: tier ?? 'application' });
     },
-    onPermit: ({ waitedMs, priority }) => metrics.limiterWait.observe({ priority }, waitedMs / 1000),
+    onPermit: ({ waitedMs, lane }) => metrics.limiterWait.observe({ lane }, waitedMs / 1000),
   });
   const tokens = createTokenService({ users, cipher, oura, redis, log, prefix, metrics });
   const subscriptions = createSubscriptionsClient(oura);
@@ -93,10 +102,19 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
   const maintenanceQueue = createMaintenanceQueue(queueRedis, prefix);
   watchOutages(maintenanceQueue, queueOutages);
   closers.push(() => maintenanceQueue.close());
+  const refreshQueues = Object.fromEntries(
+    REFRESH_KINDS.map((kind) => {
+      const q = createRefreshQueue(queueRedis, prefix, kind);
+      watchOutages(q, queueOutages);
+      closers.push(() => q.close());
+      return [kind, q];
+    }),
+  ) as RefreshQueues;
   registerCollectors(metrics, {
-    queues: { intake: intakeQueue, events: queue, backfill: backfillQueue, maintenance: maintenanceQueue },
+    queues: { intake: intakeQueue, events: queue, backfill: backfillQueue, maintenance: maintenanceQueue, ...refreshQueues },
     backfillProgress: () => backfill.all(),
     lastWebhookAt: () => events.lastReceivedAt(),
+    budgetBacklog: () => budgetBacklog({ config, users, events }),
   });
 
   const workerOutages = createOutageLog(log, 'redis (workers)');
@@ -142,6 +160,8 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
     intakeQueue,
     backfillQueue,
     maintenanceQueue,
+    refreshQueues,
+    usage,
     workerConnection,
     /** Where BullMQ workers report their errors (their connections'): one line per outage. */
     workerOutages,

@@ -44,8 +44,8 @@ export function createMetrics() {
   });
   const limiterWait = new Histogram({
     name: 'oura_ingest_limiter_wait_seconds',
-    help: 'Time spent waiting for a rate-limit permit, by priority',
-    labelNames: ['priority'] as const,
+    help: 'Time spent waiting for a rate-limit permit, by limiter lane (live, backfill, timeseries, reconcile)',
+    labelNames: ['lane'] as const,
     buckets: [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
     registers: [registry],
   });
@@ -113,6 +113,8 @@ export function registerCollectors(
     queues: Record<string, Queue>;
     backfillProgress: () => Promise<Array<{ status: string; windows_done: number; windows_total: number; user_id: string }>>;
     lastWebhookAt: () => Promise<Date | null>;
+    /** Work waiting by purpose (src/budget/report.ts). */
+    budgetBacklog: () => Promise<Record<string, { items: number; oldestWaitS: number | null }>>;
   },
 ): void {
   const { registry } = metrics;
@@ -176,6 +178,40 @@ export function registerCollectors(
       try {
         const rows = await scrapeTimeout(sources.backfillProgress());
         this.set(new Set(rows.filter((r) => r.status === 'running').map((r) => r.user_id)).size);
+      } catch {
+        /* Postgres down */
+      }
+    },
+  });
+  // One read serves both budget gauges of a scrape.
+  let backlog: { at: number; value: Promise<Record<string, { items: number; oldestWaitS: number | null }>> } | null = null;
+  const budgetBacklog = () => {
+    if (!backlog || Date.now() - backlog.at > 1000) backlog = { at: Date.now(), value: scrapeTimeout(sources.budgetBacklog()) };
+    return backlog.value;
+  };
+  new Gauge({
+    name: 'oura_ingest_budget_backlog',
+    help: 'Work waiting, by purpose: live = webhook events queued, backfill = windows left, timeseries and reconcile = active users past their target interval',
+    labelNames: ['purpose'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      try {
+        for (const [purpose, b] of Object.entries(await budgetBacklog())) this.set({ purpose }, b.items);
+      } catch {
+        /* Postgres down */
+      }
+    },
+  });
+  new Gauge({
+    name: 'oura_ingest_budget_oldest_wait_seconds',
+    help: 'How long the oldest waiting work has waited, by purpose (timeseries and reconcile: how far the user most behind is past the target; 0 when none)',
+    labelNames: ['purpose'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      try {
+        for (const [purpose, b] of Object.entries(await budgetBacklog())) this.set({ purpose }, b.oldestWaitS ?? 0);
       } catch {
         /* Postgres down */
       }

@@ -6,8 +6,8 @@ import { pino } from 'pino';
 import { DOCUMENT_TYPES, TIME_SERIES, documentTypes } from '../src/oura/registry.js';
 import { isoDay } from '../src/dates.js';
 import { backfillRange, SERIES_WINDOW_DAYS } from '../src/queues/index.js';
-import { reconcileUser } from '../src/workers/backfill.js';
-import { reconcileTickTask } from '../src/workers/reconcile-tick.js';
+import { reconcileUser } from '../src/workers/refresh.js';
+import { refreshPlannerTask } from '../src/workers/refresh-planner.js';
 import { eventually, startStack, type Stack } from './helpers/stack.js';
 
 interface LogEntry {
@@ -220,10 +220,9 @@ describe('reconciliation', () => {
     assert.ok(old[0]!.n > 0);
   });
 
-  test('the reconcile tick queues each active user once per interval and the job re-syncs them', async () => {
+  test('the planner queues a user past the reconcile target once, and the job re-syncs them', async () => {
     const { id: simUser } = await stack.simJson('POST', '/_sim/users', { historyDays: 2 });
     const userId = await stack.connectUser(simUser);
-    // Its backfill first: each fetch stamps the user's row, and the tick skips a row locked at that moment (skip locked).
     await eventually('the backfill done', async () => {
       const { rows } = await stack.deps.pool.query<{ n: number; open: number }>(
         `select count(*)::int as n, count(*) filter (where status <> 'done')::int as open from oura.backfill_progress where user_id = $1`,
@@ -231,26 +230,35 @@ describe('reconciliation', () => {
       );
       return rows[0]!.n > 0 && rows[0]!.open === 0;
     });
-    // Make the user due now, as if the interval had passed.
-    await stack.deps.pool.query(`update oura.users set reconciled_at = now() - interval '7 hours' where id = $1`, [userId]);
+    // Past the target, as if a week had gone by.
+    await stack.deps.pool.query(`update oura.users set reconciled_at = now() - interval '8 days' where id = $1`, [userId]);
     const created = await stack.simJson('POST', `/_sim/users/${userId}/documents/daily_readiness`, { notify: false });
-    const tick = reconcileTickTask(stack.deps);
-    const first = (await tick.run(stack.deps, stack.deps.log)) as { reconcile: number };
-    assert.ok(first.reconcile >= 1, 'the due user was queued');
-    const { rows } = await stack.deps.pool.query('select reconciled_at from oura.users where id = $1', [userId]);
-    assert.ok(Date.now() - new Date(rows[0].reconciled_at).getTime() < 60_000, 'stamped now');
-    assert.equal(((await tick.run(stack.deps, stack.deps.log)) as { reconcile: number }).reconcile, 0, 'not queued twice in one interval');
+    const planner = refreshPlannerTask(stack.deps);
+    const queue = stack.deps.refreshQueues.reconcile;
+    await queue.pause();
+    try {
+      await planner.run(stack.deps, stack.deps.log);
+      await planner.run(stack.deps, stack.deps.log);
+      const jobs = (await queue.getJobs(['waiting', 'prioritized'])).filter((j) => j.data.userId === userId);
+      assert.equal(jobs.length, 1, 'queued once, however often the planner runs');
+    } finally {
+      await queue.resume();
+    }
     await eventually('reconciled document stored', async () =>
       (await stack.deps.pool.query('select 1 from oura.daily_readiness where id = $1', [created.id])).rowCount === 1,
     );
+    await eventually('the run recorded', async () => {
+      const { rows } = await stack.deps.pool.query('select reconciled_at from oura.users where id = $1', [userId]);
+      return Date.now() - new Date(rows[0].reconciled_at).getTime() < 60_000;
+    });
   });
 
-  test('the tick warns when the newest webhook is older than SILENCE_ALERT_S while users are active', async () => {
+  test('the planner warns when the newest webhook is older than SILENCE_ALERT_S while users are active', async () => {
     const { id: simUser } = await stack.simJson('POST', '/_sim/users', { historyDays: 1 });
     await stack.connectUser(simUser);
     const warnings: string[] = [];
     const log = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line).msg) });
-    const tick = reconcileTickTask(stack.deps);
+    const tick = refreshPlannerTask(stack.deps);
     const record = (receivedAgo: string) =>
       stack.deps.pool.query(
         `insert into oura.webhook_events (dedupe_key, event_type, data_type, object_id, user_id, event_time, received_at, status)

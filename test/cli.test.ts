@@ -118,6 +118,24 @@ describe('CLI (npm run cli -- <command>)', { concurrency: true }, () => {
     assert.equal((await stack.deps.users.get(userId))?.status, 'active');
   });
 
+  test('budget shows requests by purpose, the cadence against its targets and a capacity estimate', async () => {
+    await stack.connectUser();
+    const r = await cli(['budget']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^budget: 5000 requests per 300 s \(1440000 a day\); \d+ active users?\n/);
+    assert.match(r.stdout, /\nPURPOSE\s+LAST HOUR\s+LAST DAY\s+BACKLOG\s+OLDEST WAIT\n/);
+    // Connecting a user reads personal_info: a token-purpose request.
+    assert.match(r.stdout, /\ntoken\s+[1-9]\d*\s+[1-9]\d*\s/);
+    assert.match(r.stdout, /\ntimeseries\s+1d 0h\s+\d+\/\d+/);
+    assert.match(r.stdout, /\nreconcile\s+7d 0h\s+\d+\/\d+/);
+    assert.match(r.stdout, /\ncapacity: about \d+ users at [\d.]+ requests per user-day/);
+    const j = await cli(['budget', '--json']);
+    assert.equal(j.code, 0, j.stderr);
+    const report = JSON.parse(j.stdout) as { limit: { perDay: number }; capacity: { method: string } };
+    assert.equal(report.limit.perDay, 1_440_000);
+    assert.match(report.capacity.method, /daily budget/);
+  });
+
   test('failed list shows a dead letter; failed replay re-queues it and the document lands', async () => {
     const userId = await stack.connectUser();
     // A dead letter: Oura answers 500 for one document until the job's attempts run out.

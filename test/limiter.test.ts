@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
-import { createLimiter, type Priority } from '../src/oura/limiter.js';
+import { createLimiter, type Lane } from '../src/oura/limiter.js';
 import { clearPrefix, getServices, uniquePrefix } from './helpers/env.js';
 
 /** The most grants in any rolling window. */
@@ -51,38 +51,66 @@ describe('limiter (real Redis)', () => {
     assert.ok(grants.length >= 24, `used the budget: ${grants.length} grants in 3 s`);
   });
 
-  test('live work goes ahead of background work, and background is never starved', async () => {
-    const l = limiter({ app: { limit: 20, windowS: 1 }, backgroundReserve: 0.1 });
-    const grants: Array<{ t: number; p: Priority; waited: number }> = [];
-    const end = Date.now() + 4000;
-    const loop = (p: Priority) => async () => {
+  /** Callers per lane asking without pause until `ms` have passed; the grants by lane. */
+  async function saturate(l: ReturnType<typeof limiter>, callers: Partial<Record<Lane, number>>, ms: number) {
+    const grants: Array<{ t: number; lane: Lane }> = [];
+    const end = Date.now() + ms;
+    const loop = (lane: Lane) => async () => {
       while (Date.now() < end) {
-        const { waitedMs } = await l.acquire(null, { priority: p });
-        grants.push({ t: Date.now(), p, waited: waitedMs });
+        await l.acquire(null, { lane });
+        grants.push({ t: Date.now(), lane });
       }
     };
-    // Both kinds want far more than the budget.
-    await Promise.all([...Array.from({ length: 8 }, loop('background')), ...Array.from({ length: 8 }, loop('live'))]);
-    const live = grants.filter((g) => g.p === 'live').length;
-    const bg = grants.filter((g) => g.p === 'background').length;
-    assert.ok(live > bg * 3, `live ${live} vs background ${bg}`);
-    assert.ok(bg >= 4, `background still progressed: ${bg}`);
-    assert.ok(peak(grants.map((g) => g.t), 1000) <= 20);
+    await Promise.all(Object.entries(callers).flatMap(([lane, n]) => Array.from({ length: n }, loop(lane as Lane))));
+    const count = (lane: Lane) => grants.filter((g) => g.lane === lane).length;
+    return { grants, count };
+  }
+
+  test('under a saturating live load each background lane still gets its floor, and live the rest', async () => {
+    const floors = { backfill: 0.1, timeseries: 0.1, reconcile: 0.1 };
+    const l = limiter({ app: { limit: 20, windowS: 1 }, floors });
+    // Every lane wants far more than the budget.
+    const { grants, count } = await saturate(l, { live: 8, backfill: 4, timeseries: 4, reconcile: 4 }, 5000);
+    const total = grants.length;
+    for (const lane of ['backfill', 'timeseries', 'reconcile'] as const) {
+      // 10 % of 20 a window: about 2 a second, 10 in 5 s (the first window's bookings included).
+      assert.ok(count(lane) >= 6 && count(lane) <= 16, `${lane} got ${count(lane)} of ${total}`);
+    }
+    assert.ok(count('live') >= total * 0.55, `live got ${count('live')} of ${total}`);
+    assert.ok(total >= 80, `the budget was used: ${total} grants in 5 s at 20/s`);
+    assert.ok(peak(grants.map((g) => g.t), 1000) <= 20, `peak ${peak(grants.map((g) => g.t), 1000)}`);
   });
 
-  test('background alone uses the whole budget', async () => {
+  test('background work is served in the room live work leaves, the higher lane first', async () => {
+    const l = limiter({ app: { limit: 20, windowS: 1 }, floors: { backfill: 0.1, timeseries: 0.1, reconcile: 0.1 } });
+    const grants: Array<{ t: number; lane: Lane }> = [];
+    const end = Date.now() + 4000;
+    // Live asks for about 8 of the 20 a second.
+    const live = (async () => {
+      while (Date.now() < end) {
+        await l.acquire(null, { lane: 'live' });
+        grants.push({ t: Date.now(), lane: 'live' });
+        await new Promise((r) => setTimeout(r, 125));
+      }
+    })();
+    const background = saturate(l, { backfill: 3, reconcile: 3 }, 4000);
+    await live;
+    const bg = await background;
+    const all = [...grants, ...bg.grants];
+    const liveN = grants.length;
+    // Each live request waits at most for the slot or two background booked ahead.
+    assert.ok(liveN >= 14, `live was served as it asked: ${liveN}`);
+    // What live left went to background: the budget was used nearly in full.
+    assert.ok(all.length >= 65, `${all.length} grants in 4 s at 20/s`);
+    assert.ok(bg.count('backfill') > bg.count('reconcile') * 2, `backfill ${bg.count('backfill')} before reconcile ${bg.count('reconcile')}`);
+    assert.ok(bg.count('reconcile') >= 4, `reconcile kept its floor: ${bg.count('reconcile')}`);
+    assert.ok(peak(all.map((g) => g.t), 1000) <= 20);
+  });
+
+  test('one background lane alone uses the whole budget', async () => {
     const l = limiter({ app: { limit: 20, windowS: 1 } });
-    let n = 0;
-    const end = Date.now() + 2000;
-    await Promise.all(
-      Array.from({ length: 6 }, async () => {
-        while (Date.now() < end) {
-          await l.acquire(null, { priority: 'background' });
-          n++;
-        }
-      }),
-    );
-    assert.ok(n >= 30, `background got ${n} permits in 2 s at 20/s`);
+    const { count } = await saturate(l, { reconcile: 6 }, 2000);
+    assert.ok(count('reconcile') >= 30, `reconcile got ${count('reconcile')} permits in 2 s at 20/s`);
   });
 
   test('a pause holds every caller of the tier; a token pause holds only that token', async () => {

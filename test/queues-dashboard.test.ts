@@ -70,7 +70,7 @@ describe('queue dashboard (Bull Board at /admin/queues)', () => {
       const api = await get('/admin/queues/api/queues', authorization);
       assert.equal(api.status, 200);
       const names = (JSON.parse(api.text) as { queues: Array<{ name: string }> }).queues.map((q) => q.name).sort();
-      assert.deepEqual(names, ['oura-backfill', 'oura-events', 'oura-intake', 'oura-maintenance']);
+      assert.deepEqual(names, ['oura-backfill', 'oura-events', 'oura-intake', 'oura-maintenance', 'oura-reconcile', 'oura-timeseries']);
     }
   });
 

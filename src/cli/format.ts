@@ -46,3 +46,12 @@ export function progress(label: string, stream: NodeJS.WriteStream = process.std
     }
   };
 }
+
+/** Seconds as the two largest units: `45s`, `12m 5s`, `3h 20m`, `6d 4h`. */
+export function duration(seconds: number): string {
+  const s = Math.round(seconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+  return `${Math.floor(s / 86_400)}d ${Math.floor((s % 86_400) / 3600)}h`;
+}

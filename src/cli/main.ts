@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import type { Config } from '../config.js';
 import type { Deps } from '../deps.js';
-import { plural, progress, table, when } from './format.js';
+import { duration, plural, progress, table, when } from './format.js';
 
 /**
  * The operator's command line: `oura-ingest <command>` (or `npm run cli --
@@ -88,6 +88,53 @@ const COMMANDS: Record<string, Command> = {
         }
         await new Promise((r) => setTimeout(r, 1000));
       }
+    },
+  },
+  budget: {
+    usage: 'budget',
+    summary: "where Oura's request budget goes: by purpose, the background cadence reached, and the users this app could serve",
+    args: [0, 0],
+    async run(deps, _args, opts) {
+      const { budgetReport } = await import('../budget/report.js');
+      const r = await budgetReport(deps);
+      if (opts.json) {
+        json(r);
+        return 0;
+      }
+      const { PURPOSES } = await import('../oura/client.js');
+      out(`budget: ${r.limit.requests} requests per ${r.limit.windowS} s (${r.limit.perDay} a day); ${plural(r.activeUsers, 'active user')}\n\n`);
+      out(
+        table(
+          ['PURPOSE', 'LAST HOUR', 'LAST DAY', 'BACKLOG', 'OLDEST WAIT'],
+          [
+            ...PURPOSES.map((p) => {
+              const b = (r.backlog as Record<string, { items: number; oldestWaitS: number | null; unit: string }>)[p];
+              return [p, String(r.lastHour[p]), String(r.lastDay[p]), b ? `${b.items} ${b.unit}` : '', b?.oldestWaitS != null ? duration(b.oldestWaitS) : ''];
+            }),
+            ['total', String(r.lastHour.total), String(r.lastDay.total), '', ''],
+          ],
+        ),
+      );
+      const perEvent = (v: number | null) => (v === null ? 'no events' : String(v));
+      out(`\nlive requests per event: ${perEvent(r.liveRequestsPerEvent.lastHour)} (last hour), ${perEvent(r.liveRequestsPerEvent.lastDay)} (last day)\n\n`);
+      out(
+        table(
+          ['CADENCE', 'TARGET', 'RUNS HOUR/DAY', 'REQ/RUN', 'AGE P50', 'AGE P99', 'AGE MAX', 'PAST TARGET'],
+          (['timeseries', 'reconcile'] as const).map((k) => {
+            const c = r.cadence[k];
+            const age = (s: number | null) => (s === null ? '' : duration(s));
+            return [k, duration(c.targetS), `${c.runsLastHour}/${c.runsLastDay}`, c.requestsPerRun === null ? '' : String(c.requestsPerRun), age(c.p50AgeS), age(c.p99AgeS), age(c.maxAgeS), String(c.overdue)];
+          }),
+        ),
+      );
+      const cap = r.capacity;
+      if (cap.users === null || !cap.perUserDay) out('\ncapacity: no active user to measure\n');
+      else {
+        const p = cap.perUserDay;
+        out(`\ncapacity: about ${cap.users} users at ${p.total} requests per user-day (live ${p.live}, backfill ${p.backfill}, time series ${p.timeseries}, reconcile ${p.reconcile})\n`);
+        out(`how: ${cap.method}\n`);
+      }
+      return 0;
     },
   },
   'tokens reencrypt': {

@@ -282,6 +282,30 @@ export function createEventsRepo(db: Db) {
       return rows[0]?.t ?? null;
     },
 
+    /** When the oldest queued event was recorded (null: none queued): how far behind live work is. */
+    async oldestQueuedAt(): Promise<Date | null> {
+      const result = await db.execute<{ t: string }>(sql`
+        select received_at as t from oura.webhook_events where status = 'queued' order by received_at limit 1`);
+      const t = result.rows[0]?.t;
+      return t ? new Date(t) : null;
+    },
+
+    /**
+     * Work waiting by purpose, for the budget view and its gauges: queued live
+     * events and the oldest one's arrival; backfill windows left and when the
+     * oldest running backfill started.
+     */
+    async backlog(): Promise<{ liveEvents: number; liveOldest: Date | null; backfillWindows: number; backfillOldest: Date | null }> {
+      const result = await db.execute<{ live: number; live_oldest: string | null; windows: number; bf_oldest: string | null }>(sql`
+        select (select count(*)::int from oura.webhook_events where status = 'queued') as live,
+               (select min(received_at) from oura.webhook_events where status = 'queued') as live_oldest,
+               (select coalesce(sum(windows_total - windows_done), 0)::int from oura.backfill_progress where status = 'running') as windows,
+               (select min(started_at) from oura.backfill_progress where status = 'running') as bf_oldest`);
+      const r = result.rows[0]!;
+      const d = (v: string | null) => (v ? new Date(v) : null);
+      return { liveEvents: r.live, liveOldest: d(r.live_oldest), backfillWindows: r.windows, backfillOldest: d(r.bf_oldest) };
+    },
+
     /** When the newest queued event of one user and type was recorded. */
     async newestPending(userId: string, dataType: string): Promise<Date | null> {
       const rows = await db

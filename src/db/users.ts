@@ -2,6 +2,20 @@ import { and, eq, sql } from 'drizzle-orm';
 import type { Db } from './index.js';
 import { users, type UserStatus } from './schema/core.js';
 
+/** The background refreshes the planner schedules per user (src/queues/refresh.ts). */
+export type RefreshKind = 'reconcile' | 'timeseries';
+
+export interface CadenceStats {
+  /** Active users. */
+  users: number;
+  /** Seconds since each active user's last run: median, p99, worst (null: no active user). */
+  p50AgeS: number | null;
+  p99AgeS: number | null;
+  maxAgeS: number | null;
+  /** Active users whose last run is older than the target. */
+  overdue: number;
+}
+
 export interface StoredTokens {
   accessTokenEnc: string;
   refreshTokenEnc: string;
@@ -75,24 +89,66 @@ export function createUsersRepo(db: Db) {
     },
 
     /**
-     * Claims up to `limit` active users due for reconciliation and stamps them.
-     * Each user is due once per interval; a user's first time is spread over
-     * the interval by a hash of their id, so users are not all re-synced at once.
+     * Active users to bring up to date next, most at risk first (see
+     * src/workers/refresh-planner.ts): none whose last run is younger than
+     * `minAgeS`. Reconciliation ranks by how long since the last run, as a
+     * share of the target interval, plus one for a 404 or failure among the
+     * user's events since then, plus one when the ring synced (the newest
+     * time-series sample) more than `silenceS` after the last webhook: Oura's
+     * webhooks may have missed changes. The time series rank by age alone.
      */
-    async claimDueForReconcile(intervalS: number, limit: number): Promise<string[]> {
+    async pickForRefresh(kind: RefreshKind, opts: { minAgeS: number; targetS: number; silenceS: number; limit: number }): Promise<string[]> {
+      const last = kind === 'reconcile' ? sql`coalesce(reconciled_at, connected_at)` : sql`coalesce(series_refreshed_at, connected_at)`;
+      const risk =
+        kind === 'reconcile'
+          ? sql`extract(epoch from now() - ${last}) / ${opts.targetS}
+              + case when trouble_at > ${last} then 1 else 0 end
+              + case when series_latest_at > coalesce(last_webhook_at, connected_at) + make_interval(secs => ${opts.silenceS}) then 1 else 0 end`
+          : sql`extract(epoch from now() - ${last})`;
       const result = await db.execute<{ id: string }>(sql`
-        update oura.users set reconciled_at = now()
-        where id in (
-          select id from oura.users
-          where status = 'active'
-            and coalesce(reconciled_at, connected_at + make_interval(secs => abs(hashtext(id)) % ${intervalS}) - make_interval(secs => ${intervalS}))
-                <= now() - make_interval(secs => ${intervalS})
-          order by reconciled_at nulls first
-          limit ${limit}
-          for update skip locked
-        )
-        returning id`);
+        select id from oura.users
+        where status = 'active' and ${last} <= now() - make_interval(secs => ${opts.minAgeS})
+        order by ${risk} desc, id
+        limit ${opts.limit}`);
       return result.rows.map((r) => r.id);
+    },
+
+    /** A reconciliation of the user finished. */
+    async markReconciled(id: string): Promise<void> {
+      await db.execute(sql`update oura.users set reconciled_at = now(), reconcile_runs = reconcile_runs + 1, last_fetch_at = now() where id = ${id}`);
+    },
+
+    /** The user's time series were brought up to date; `latest`: the newest sample stored. */
+    async markSeriesRefreshed(id: string, latest: Date | null): Promise<void> {
+      await db.execute(sql`
+        update oura.users set series_refreshed_at = now(), last_fetch_at = now(),
+          series_latest_at = greatest(series_latest_at, ${latest ? latest.toISOString() : null}::timestamptz)
+        where id = ${id}`);
+    },
+
+    /** A 404 or failure among the user's events: their next reconciliation moves up. */
+    async markTrouble(id: string): Promise<void> {
+      await db.execute(sql`update oura.users set trouble_at = now() where id = ${id}`);
+    },
+
+    /**
+     * How far behind each kind of refresh is over the active users: seconds
+     * since the last run at the median, p99 and worst, and how many users are
+     * past the target (a user never run counts from when they connected).
+     */
+    async cadence(kind: RefreshKind, targetS: number): Promise<CadenceStats> {
+      const last = kind === 'reconcile' ? sql`coalesce(reconciled_at, connected_at)` : sql`coalesce(series_refreshed_at, connected_at)`;
+      const result = await db.execute<{ users: number; p50: number | null; p99: number | null; max: number | null; overdue: number }>(sql`
+        with a as (select extract(epoch from now() - ${last})::float8 as age from oura.users where status = 'active')
+        select count(*)::int as users,
+               percentile_cont(0.5) within group (order by age) as p50,
+               percentile_cont(0.99) within group (order by age) as p99,
+               max(age) as max,
+               count(*) filter (where age > ${targetS})::int as overdue
+        from a`);
+      const r = result.rows[0]!;
+      const n = (v: number | null) => (v === null ? null : Math.round(Number(v)));
+      return { users: r.users, p50AgeS: n(r.p50), p99AgeS: n(r.p99), maxAgeS: n(r.max), overdue: r.overdue };
     },
 
     /**

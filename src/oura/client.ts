@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { STALE_PERMIT_MS, type Limiter, type Permit, type Priority } from './limiter.js';
+import { STALE_PERMIT_MS, type Lane, type Limiter, type Permit } from './limiter.js';
 import {
   documentPath,
   documentTypes,
@@ -141,25 +141,42 @@ export interface OuraClientOptions {
   /** Called for every answer Oura gives (metrics). */
   onResponse?: (info: { route: string; status: number; tier: RateLimitTier | null; ms: number; purpose: Purpose }) => void;
   /** Called for every permit taken (metrics). */
-  onPermit?: (info: { waitedMs: number; priority: Priority }) => void;
+  onPermit?: (info: { waitedMs: number; lane: Lane }) => void;
 }
 
 /**
- * What a request is for, so that the budget can be accounted for (and, in
- * time, planned): `live` serves webhook events, `backfill` loads a user's
- * history, `timeseries` brings heart rate and ring battery up to date,
- * `reconcile` re-reads recent documents, `token` is the OAuth token endpoint
- * and the connect flow, `subscriptions` the webhook subscription routes.
+ * What a request is for, so that the budget can be accounted for and planned:
+ * `live` serves webhook events, `backfill` loads a user's history,
+ * `timeseries` brings heart rate and ring battery up to date, `reconcile`
+ * re-reads recent documents, `token` is the OAuth token endpoint and the
+ * connect flow, `subscriptions` the webhook subscription routes.
  */
 export const PURPOSES = ['live', 'backfill', 'timeseries', 'reconcile', 'token', 'subscriptions'] as const;
 export type Purpose = (typeof PURPOSES)[number];
 
+/**
+ * The limiter lane a purpose's requests wait in. Token and subscription calls
+ * go with live work: they are few, and live work waits on them (a refresh
+ * comes before the reads it unblocks), so ranking them lower would let
+ * background reads hold up live ones.
+ */
+export function laneOf(purpose: Purpose): Lane {
+  switch (purpose) {
+    case 'backfill':
+    case 'timeseries':
+    case 'reconcile':
+      return purpose;
+    default:
+      return 'live';
+  }
+}
+
 /** Per-request options. */
 export interface RequestOptions {
-  /** Live (webhook) work goes ahead of background (backfill, reconciliation). Default live. */
-  priority?: Priority;
-  /** What the request is for (metrics). Default live. */
+  /** What the request is for (metrics, and the limiter lane). Default live. */
   purpose?: Purpose;
+  /** The limiter lane, when it is not the purpose's own (laneOf). */
+  lane?: Lane;
   /** The caller already took this request's permit from the limiter. */
   permit?: Permit;
 }
@@ -211,15 +228,15 @@ export function createOuraClient(opts: OuraClientOptions) {
     bearer: Bearer | null,
     ropts: RequestOptions = {},
   ): Promise<{ status: number; headers: Headers; body: string }> {
-    const priority = ropts.priority ?? 'live';
+    const lane = ropts.lane ?? laneOf(ropts.purpose ?? 'live');
     const tier = bearer === null ? null : limiterTier(bearer);
     let permit = ropts.permit;
     // A permit whose slot passed long ago (a stalled event loop, a slow query in
     // between) is not used: sent now, the request could land in Oura's window
     // together with later slots. Take a fresh one instead.
     for (let tries = 0; !permit || (Date.now() - permit.slotAt > STALE_PERMIT_MS && tries < 3); tries++) {
-      permit = await opts.limiter.acquire(tier, { priority });
-      opts.onPermit?.({ waitedMs: permit.waitedMs, priority });
+      permit = await opts.limiter.acquire(tier, { lane });
+      opts.onPermit?.({ waitedMs: permit.waitedMs, lane });
     }
     if (bearer !== null) {
       // Read now, after the wait: a token read before it may have expired
@@ -227,8 +244,8 @@ export function createOuraClient(opts: OuraClientOptions) {
       // then read the (refreshed) token again, a few times at most.
       let token = typeof bearer === 'string' ? bearer : await bearer.token();
       for (let tries = 0; typeof bearer !== 'string' && Date.now() - permit.slotAt > STALE_PERMIT_MS && tries < 2; tries++) {
-        permit = await opts.limiter.acquire(tier, { priority });
-        opts.onPermit?.({ waitedMs: permit.waitedMs, priority });
+        permit = await opts.limiter.acquire(tier, { lane });
+        opts.onPermit?.({ waitedMs: permit.waitedMs, lane });
         token = await bearer.token();
       }
       init = { ...init, headers: { ...(init.headers as Record<string, string>), authorization: `Bearer ${token}` } };
@@ -335,7 +352,7 @@ export function createOuraClient(opts: OuraClientOptions) {
           : { next_token: nextToken };
         const page = parseShape(
           Page,
-          await getJson(type, `${info.path}${query(params)}`, bearer, first ? ropts : { priority: ropts.priority, purpose: ropts.purpose }),
+          await getJson(type, `${info.path}${query(params)}`, bearer, first ? ropts : { lane: ropts.lane, purpose: ropts.purpose }),
           type,
         );
         first = false;
@@ -360,7 +377,7 @@ export function createOuraClient(opts: OuraClientOptions) {
         const params = { start_datetime: range.startDateTime, end_datetime: range.endDateTime, next_token: nextToken };
         const page = parseShape(
           Page,
-          await getJson(type, `${info.path}${query(params)}`, bearer, first ? ropts : { priority: ropts.priority, purpose: ropts.purpose }),
+          await getJson(type, `${info.path}${query(params)}`, bearer, first ? ropts : { lane: ropts.lane, purpose: ropts.purpose }),
           type,
         );
         first = false;

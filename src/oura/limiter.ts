@@ -2,6 +2,9 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { RateLimit } from '../config.js';
 import { defineScripts } from '../redis-scripts.js';
+import { DEFAULT_FLOORS, LANES, type BackgroundLane, type Lane } from './lanes.js';
+
+export { LANES, DEFAULT_FLOORS, type Lane, type BackgroundLane } from './lanes.js';
 
 /**
  * The app-wide limiter: one atomic Redis script, on Redis's clock, shared by
@@ -13,9 +16,27 @@ import { defineScripts } from '../redis-scripts.js';
  *   - no rolling window of W (+ a safety margin) holds more than N sends,
  *   - sends are at least W/N apart (even spacing, so bursts never pile up),
  *   - no pause announced by Oura (a 429) is still running,
- * in every tier at once. If t is within `maxAheadMs` it is booked and the caller
- * sleeps until t; otherwise nothing is booked and the caller is told when to ask
- * again (so a long queue of waiters cannot book the whole future).
+ * in every tier at once. If t is within the caller's look-ahead it is booked
+ * and the caller sleeps until t; otherwise nothing is booked and the caller is
+ * told when to ask again (so a long queue of waiters cannot book the whole
+ * future).
+ *
+ * Lanes plan the application budget (see LANES). A caller refused registers in
+ * its lane's waiters for a few seconds. A lane yields while any lane above it
+ * has waiters, unless it has used less than its floor (a share of N) in the
+ * current window: then it books up to `floorAheadMs` ahead, the lanes above it
+ * leave room for what remains of its floor, and none books further ahead than
+ * that meanwhile (a booking goes after the last one booked, which must stay
+ * near). So background work runs in the room live work leaves, and under a
+ * saturating live load each background lane still gets its floor, provided it
+ * has callers enough to use it (about floor × N/W × 1 s of them). Background
+ * lanes book only a couple of slots ahead, so that live work arriving finds
+ * the next slots free.
+ *
+ * KEYS: 4 waiters sets, 4 used logs (one per lane), then log, pause and
+ * override of each tier. ARGV: look-ahead, member, tier count, lane (1-4),
+ * 4 floors (share of N), the floor look-ahead, then limit, window and spacing
+ * of each tier.
  */
 const SCRIPT = `
 local now_t = redis.call('TIME')
@@ -23,24 +44,16 @@ local now = tonumber(now_t[1]) * 1000 + math.floor(tonumber(now_t[2]) / 1000)
 local max_ahead = tonumber(ARGV[1])
 local member = ARGV[2]
 local ntiers = tonumber(ARGV[3])
-local class = ARGV[4]
-local reserve = tonumber(ARGV[5])
-local waiters = KEYS[1]
-local bglog = KEYS[2]
-redis.call('ZREMRANGEBYSCORE', waiters, '-inf', now)
-local t = now
-local app_limit = 0
-local app_window = 0
-local windows = {}
-local paused_until = 0
-for i = 0, ntiers - 1 do
-  local log = KEYS[3 + i * 3]
-  local pause = KEYS[4 + i * 3]
-  local override = KEYS[5 + i * 3]
-  local limit = tonumber(ARGV[6 + i * 3])
-  local window = tonumber(ARGV[7 + i * 3])
-  local spacing = tonumber(ARGV[8 + i * 3])
-  local ov = redis.call('GET', override)
+local lane = tonumber(ARGV[4])
+local floor_ahead = tonumber(ARGV[9])
+local NL = 4
+local T0 = 2 * NL
+local A0 = 9
+local function tier_limits(i)
+  local limit = tonumber(ARGV[A0 + 1 + i * 3])
+  local window = tonumber(ARGV[A0 + 2 + i * 3])
+  local spacing = tonumber(ARGV[A0 + 3 + i * 3])
+  local ov = redis.call('GET', KEYS[T0 + 3 + i * 3])
   if ov then
     local l, w = string.match(ov, '(%d+):(%d+)')
     l = tonumber(l)
@@ -51,13 +64,49 @@ for i = 0, ntiers - 1 do
       spacing = math.floor(w / l)
     end
   end
-  if i == 0 then
-    app_limit = limit
-    app_window = window
+  return limit, window, spacing
+end
+local app_limit, app_window = tier_limits(0)
+local waiting = {}
+local used = {}
+local floor_slots = {}
+for i = 1, NL do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+  waiting[i] = redis.call('ZCARD', KEYS[i])
+  redis.call('ZREMRANGEBYSCORE', KEYS[NL + i], '-inf', now - app_window)
+  used[i] = redis.call('ZCARD', KEYS[NL + i])
+  local f = tonumber(ARGV[4 + i])
+  floor_slots[i] = 0
+  if f > 0 then floor_slots[i] = math.max(1, math.floor(app_limit * f)) end
+end
+local function wait_here(ahead)
+  redis.call('ZADD', KEYS[lane], now + math.max(ahead, 5000) + 2000, member)
+  redis.call('PEXPIRE', KEYS[lane], math.max(ahead, 5000) + 3000)
+end
+local protected = used[lane] < floor_slots[lane]
+if not protected then
+  for i = 1, lane - 1 do
+    if waiting[i] > 0 then
+      wait_here(max_ahead)
+      return {0, 500}
+    end
   end
+end
+-- Room kept for the lanes below that wait while under their floor.
+local reserved = 0
+for i = lane + 1, NL do
+  if waiting[i] > 0 and used[i] < floor_slots[i] then reserved = reserved + floor_slots[i] - used[i] end
+end
+local t = now
+local windows = {}
+local paused_until = 0
+for i = 0, ntiers - 1 do
+  local log = KEYS[T0 + 1 + i * 3]
+  local limit, window, spacing = tier_limits(i)
+  if i == 0 then limit = math.max(1, limit - reserved) end
   windows[i] = window
   redis.call('ZREMRANGEBYSCORE', log, '-inf', now - window)
-  local p = tonumber(redis.call('GET', pause) or '0')
+  local p = tonumber(redis.call('GET', KEYS[T0 + 2 + i * 3]) or '0')
   if p > paused_until then paused_until = p end
   local last = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
   if last[2] then
@@ -76,29 +125,20 @@ end
 if paused_until > now then
   return {2, paused_until - now}
 end
-if class == 'background' then
-  redis.call('ZREMRANGEBYSCORE', bglog, '-inf', now - app_window)
-  local live_waiting = redis.call('ZCARD', waiters)
-  local bg_used = redis.call('ZCARD', bglog)
-  local guaranteed = math.max(1, math.floor(app_limit * reserve))
-  if live_waiting > 0 and bg_used >= guaranteed then
-    return {0, 250}
-  end
-  if t - now > max_ahead then
-    return {0, t - now}
-  end
-  redis.call('ZADD', bglog, t, member)
-  redis.call('PEXPIRE', bglog, app_window + (t - now) + 1000)
-else
-  if t - now > max_ahead then
-    redis.call('ZADD', waiters, now + max_ahead + 2000, member)
-    redis.call('PEXPIRE', waiters, max_ahead + 5000)
-    return {0, t - now}
-  end
-  redis.call('ZREM', waiters, member)
+-- While a lane below waits under its floor, no lane books further ahead than
+-- floor_ahead: the floor lane books behind the last slot, which must stay near.
+if reserved > 0 and max_ahead > floor_ahead then max_ahead = floor_ahead end
+local ahead = max_ahead
+if protected and floor_ahead > ahead then ahead = floor_ahead end
+if t - now > ahead then
+  wait_here(ahead)
+  return {0, t - now}
 end
+redis.call('ZREM', KEYS[lane], member)
+redis.call('ZADD', KEYS[NL + lane], t, member)
+redis.call('PEXPIRE', KEYS[NL + lane], app_window + (t - now) + 1000)
 for i = 0, ntiers - 1 do
-  local log = KEYS[3 + i * 3]
+  local log = KEYS[T0 + 1 + i * 3]
   redis.call('ZADD', log, t, member)
   redis.call('PEXPIRE', log, windows[i] + (t - now) + 1000)
 end
@@ -146,14 +186,13 @@ export interface LimiterOptions {
    * arrival at Oura cannot make Oura's own rolling window see N + 1.
    */
   marginMs?: number;
-  /** Longest reservation made; waiters further out poll again. */
+  /** Longest reservation made by live work; waiters further out poll again. */
   maxAheadMs?: number;
-  /** Share of the app budget background work keeps while live work waits (never starved). */
-  backgroundReserve?: number;
+  /** Longest reservation while a lane waits under its floor (by that lane, and by every other). */
+  floorAheadMs?: number;
+  /** Each background lane's floor: the share of N it keeps in every window while it has work, whatever the live load. */
+  floors?: Partial<Record<BackgroundLane, number>>;
 }
-
-/** Live: webhook-driven fetches. Background: backfill and reconciliation. */
-export type Priority = 'live' | 'background';
 
 export interface Permit {
   /** Milliseconds waited for the permit. */
@@ -189,19 +228,37 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
   const prefix = `${opts.prefix ?? 'oura-ingest'}:{limiter}`;
   const marginMs = opts.marginMs;
   const maxAheadMs = opts.maxAheadMs ?? 8000;
-  const backgroundMaxAheadMs = Math.min(maxAheadMs, 500);
-  const reserve = opts.backgroundReserve ?? 0.1;
+  // Two slots' spacing (100-500 ms): background keeps the next slots free for live work.
+  const backgroundMaxAheadMs = Math.min(maxAheadMs, Math.max(100, Math.min(500, Math.floor((2 * opts.app.windowS * 1000) / opts.app.limit))));
+  const floorAheadMs = Math.min(maxAheadMs, opts.floorAheadMs ?? 1000);
+  const floors = { ...DEFAULT_FLOORS, ...opts.floors };
+  const laneKeys = [
+    ...LANES.map((l) => `${prefix}:lane:${l}:waiters`),
+    ...LANES.map((l) => `${prefix}:lane:${l}:used`),
+  ];
   const tierKeys = (tier: string) => [`${prefix}:${tier}:log`, `${prefix}:${tier}:pause`, `${prefix}:${tier}:override`];
   const tokenTier = (tokenId: string) => `token:${tokenId}`;
 
+  const aheadOf = (lane: Lane) => (lane === 'live' ? maxAheadMs : backgroundMaxAheadMs);
+
   async function tryAcquire(
     tokenId: string | null,
-    priority: Priority,
+    lane: Lane,
     member: string,
   ): Promise<{ granted: boolean; paused: boolean; delayMs: number }> {
-    const keys = [`${prefix}:live-waiters`, `${prefix}:background:log`, ...tierKeys('app')];
-    const ahead = priority === 'live' ? maxAheadMs : backgroundMaxAheadMs;
-    const args: (string | number)[] = [ahead, member, 1, priority, reserve, ...tierArgs(opts.app, marginMs)];
+    const keys = [...laneKeys, ...tierKeys('app')];
+    const args: (string | number)[] = [
+      aheadOf(lane),
+      member,
+      1,
+      LANES.indexOf(lane) + 1,
+      0,
+      floors.backfill,
+      floors.timeseries,
+      floors.reconcile,
+      floorAheadMs,
+      ...tierArgs(opts.app, marginMs),
+    ];
     if (tokenId) {
       keys.push(...tierKeys(tokenTier(tokenId)));
       // Without a known token limit the token tier still honours pauses and limits Oura announces.
@@ -225,17 +282,17 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
      * Waits for a permit to send one request to Oura. `tierName` names the
      * token tier (the client passes `user:<id>` for a user's requests, see
      * limiterTier, or a raw access token before the user is stored); token
-     * endpoint and subscription calls pass null (application tier only). Live
-     * work goes ahead of background work.
+     * endpoint and subscription calls pass null (application tier only). The
+     * lane decides the request's place in the budget (see LANES).
      */
-    async acquire(tierName: string | null, options: { priority?: Priority; signal?: AbortSignal } = {}): Promise<Permit> {
+    async acquire(tierName: string | null, options: { lane?: Lane; signal?: AbortSignal } = {}): Promise<Permit> {
       const started = Date.now();
-      const priority = options.priority ?? 'live';
+      const lane = options.lane ?? 'live';
       const tokenId = tierName ? tokenKey(tierName) : null;
       const member = randomUUID();
       for (;;) {
         options.signal?.throwIfAborted();
-        const { granted, paused, delayMs } = await tryAcquire(tokenId, priority, member);
+        const { granted, paused, delayMs } = await tryAcquire(tokenId, lane, member);
         if (paused) {
           // Oura asked us to wait: sleep it out (with jitter so waiters do not return at once).
           await sleep(delayMs + Math.random() * 100, options.signal);
@@ -256,8 +313,7 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
         }
         // Not booked: come back a little before the slot could open, with jitter
         // so waiters from many processes do not all return at once.
-        const ahead = priority === 'live' ? maxAheadMs : backgroundMaxAheadMs;
-        await sleep(Math.max(50, Math.min(delayMs - ahead / 2, 5000)) + Math.random() * 100, options.signal);
+        await sleep(Math.max(50, Math.min(delayMs - aheadOf(lane) / 2, 5000)) + Math.random() * 100, options.signal);
       }
     },
     /**

@@ -14,9 +14,8 @@ import {
 } from '../oura/registry.js';
 
 /**
- * Background work: a user's historical load (backfill) and the periodic
- * re-sync of recent days (reconciliation). It runs at the limiter's
- * background priority, behind webhook-driven fetches.
+ * A user's historical load (backfill), in the limiter's backfill lane, behind
+ * webhook-driven fetches.
  */
 export const BACKFILL_QUEUE = 'oura-backfill';
 
@@ -33,7 +32,6 @@ export const BackfillJob = z.discriminatedUnion('kind', [
     /** Ordinal of the window within this data type; doubles as the job's priority (round-robin across users). */
     n: z.number().int().min(0),
   }),
-  z.object({ kind: z.literal('reconcile'), userId: z.string().min(1) }),
 ]);
 export type BackfillJob = z.infer<typeof BackfillJob>;
 
@@ -119,10 +117,6 @@ export async function resumeBackfills(deps: BackfillProducer): Promise<number> {
     n++;
   }
   return n;
-}
-
-export async function requestReconcile(deps: Pick<BackfillProducer, 'backfillQueue'>, userId: string): Promise<void> {
-  await deps.backfillQueue.add('reconcile', { kind: 'reconcile', userId }, { jobId: `rc-${userId}-${Date.now()}`, priority: 1 });
 }
 
 /** What queueing backfill work needs: the progress rows and the queue. */

@@ -9,3 +9,4 @@ export * from './connect.js';
 export * from './events.js';
 export * from './intake.js';
 export * from './maintenance.js';
+export * from './refresh.js';

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { listFailed, replayFailed } from '../admin/failed.js';
 import { listSubscriptions, syncAppSubscriptions } from '../admin/subscriptions.js';
 import { backfillUser, defaultBackfillDays, disconnectUser, listUsers } from '../admin/users.js';
+import { budgetReport } from '../budget/report.js';
 import { isAdmin } from './admin-auth.js';
 import type { Deps } from '../deps.js';
 import { AppError, parseOr, viaOura } from '../errors/catalog.js';
@@ -36,6 +37,8 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRoutesOptions
   });
 
   app.get('/users', async () => ({ users: await listUsers(deps) }));
+
+  app.get('/budget', async () => budgetReport(deps));
 
   app.post('/users/:userId/backfill', async (req, reply) => {
     const { userId } = req.params as { userId: string };

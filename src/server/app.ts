@@ -65,7 +65,7 @@ export async function buildApp(deps: Deps, opts: { trustProxy?: boolean } = {}):
   await app.register(adminRoutes, { prefix: '/admin', adminToken: deps.config.ADMIN_TOKEN, deps });
   await app.register(queuesDashboard, {
     adminToken: deps.config.ADMIN_TOKEN,
-    queues: [deps.intakeQueue, deps.queue, deps.backfillQueue, deps.maintenanceQueue],
+    queues: [deps.intakeQueue, deps.queue, deps.backfillQueue, deps.refreshQueues.timeseries, deps.refreshQueues.reconcile, deps.maintenanceQueue],
   });
   return app;
 }

@@ -19,20 +19,26 @@ export interface EventWorkerDeps extends ProcessEventDeps {
   workerOutages: OutageLog;
   /** Pairs of one user served at once while the budget is scarce (SCARCE_PAIRS_PER_USER). */
   scarcePairsPerUser: number;
+  /** Adaptive coalescing (see below): FRESHNESS_TARGET_S, SCARCE_BACKLOG_MS, COALESCE_QUIET_MS. */
+  coalescing: { freshnessTargetMs: number; scarceBacklogMs: number; quietMs: number };
   lockDurationMs?: number;
   log: Logger;
 }
 
 /**
- * When the budget is scarce (the limiter is booked further ahead than
+ * Adaptive coalescing. With budget to spare, events are fetched at once. When
+ * the budget is scarce (the limiter is booked further ahead than
  * SCARCE_BACKLOG_MS), a (user, type) pair is fetched only once it has been
- * quiet for QUIET_MS: Oura often sends updates a few seconds after a create
- * while it reprocesses, and one request then serves them all. No event is held
- * longer than MAX_HOLD_MS. With budget to spare, events are fetched at once.
+ * quiet for COALESCE_QUIET_MS: Oura often sends updates a few seconds after a
+ * create while it reprocesses, and one request then serves them all. How long
+ * an event may be held grows with the pressure: as long as the oldest queued
+ * event has waited (at least MIN_HOLD_MS), for holding a pair that long costs
+ * little next to the queue's own delay, but never more than half of
+ * FRESHNESS_TARGET_S, so that the queue has the other half. Held jobs look
+ * again within a second; the pair gate then serves each user's longest
+ * waiting pairs first.
  */
-const SCARCE_BACKLOG_MS = 1500;
-const QUIET_MS = 6000;
-const MAX_HOLD_MS = 30_000;
+const MIN_HOLD_MS = 30_000;
 
 /** The per-user bound on pairs in flight while the budget is not scarce: none in practice. */
 const UNLIMITED_PAIRS = 1_000_000;
@@ -50,6 +56,16 @@ export function createEventWorker(deps: EventWorkerDeps) {
 
   const gate = createPairGate(deps.redis, { prefix: deps.prefix, leaseMs: deps.lockDurationMs ?? 30_000 });
 
+  /** How long the oldest queued event has waited: read at most once a second per process. */
+  let delay = { at: 0, ms: 0 };
+  async function queueDelayMs(): Promise<number> {
+    if (Date.now() - delay.at > 1000) {
+      const oldest = await deps.events.oldestQueuedAt();
+      delay = { at: Date.now(), ms: oldest ? Date.now() - oldest.getTime() : 0 };
+    }
+    return delay.ms;
+  }
+
   async function run(job: Job<EventJob>, token?: string): Promise<string> {
     const input = EventJob.parse(job.data);
     const event = await deps.events.get(input.eventId);
@@ -60,11 +76,13 @@ export function createEventWorker(deps: EventWorkerDeps) {
       throw new DelayedError();
     }
     const age = Date.now() - event.received_at.getTime();
+    const { freshnessTargetMs, scarceBacklogMs, quietMs } = deps.coalescing;
     const backlogMs = await deps.limiter.backlogMs();
-    const scarce = backlogMs > SCARCE_BACKLOG_MS;
-    if (!event.recheck_at && age < MAX_HOLD_MS && scarce) {
+    const scarce = backlogMs > scarceBacklogMs;
+    const maxHoldMs = scarce ? Math.min(freshnessTargetMs / 2, Math.max(MIN_HOLD_MS, await queueDelayMs())) : 0;
+    if (!event.recheck_at && age < maxHoldMs) {
       const newest = await deps.events.newestPending(event.user_id, event.data_type);
-      const quietAt = Math.min((newest ?? event.received_at).getTime() + QUIET_MS, event.received_at.getTime() + MAX_HOLD_MS);
+      const quietAt = Math.min((newest ?? event.received_at).getTime() + quietMs, event.received_at.getTime() + maxHoldMs);
       if (quietAt > Date.now() + 50) {
         // Look again within a second: once the budget is no longer scarce, the hold ends.
         await job.moveToDelayed(Math.min(quietAt, Date.now() + 1000), token);
@@ -110,7 +128,10 @@ export function createEventWorker(deps: EventWorkerDeps) {
           const pending = await deps.events.pendingFor(event.user_id, event.data_type, new Date());
           await deps.events.finish(pending.map((p) => p.id), 'failed', e.code);
         },
-        onPermanent: (e) => deps.events.finish([input.eventId], 'failed', e.code),
+        onPermanent: async (e) => {
+          await deps.events.finish([input.eventId], 'failed', e.code);
+          await deps.users.markTrouble(event.user_id);
+        },
       });
     }
     // The pair is busy: come back shortly; by then the running job has likely served this event.

@@ -1,10 +1,11 @@
 import type { Deps } from '../deps.js';
 import { observeWorker } from '../metrics.js';
-import { resumeBackfills } from '../queues/index.js';
+import { REFRESH_KINDS, resumeBackfills } from '../queues/index.js';
 import { createBackfillWorker } from './backfill.js';
 import { createEventWorker } from './event-worker.js';
 import { createIntakeWorker, intakeDeps } from './intake-worker.js';
 import { createMaintenanceWorker, maintenanceTasks, scheduleMaintenance } from './maintenance.js';
+import { createRefreshWorker } from './refresh.js';
 import { startSweeper } from './sweeper.js';
 
 /** Starts every worker of this process; returns a function that drains and stops them. */
@@ -14,6 +15,11 @@ export function startWorkers(deps: Deps) {
     workerConnection: deps.workerConnection(),
     concurrency: deps.config.WORKER_CONCURRENCY,
     scarcePairsPerUser: deps.config.SCARCE_PAIRS_PER_USER,
+    coalescing: {
+      freshnessTargetMs: deps.config.FRESHNESS_TARGET_S * 1000,
+      scarceBacklogMs: deps.config.SCARCE_BACKLOG_MS,
+      quietMs: deps.config.COALESCE_QUIET_MS,
+    },
     lockDurationMs: deps.config.JOB_LOCK_MS,
   });
   const intakeWorker = createIntakeWorker({ ...intakeDeps(deps), prefix: deps.prefix }, deps.workerConnection());
@@ -21,14 +27,17 @@ export function startWorkers(deps: Deps) {
   const tasks = maintenanceTasks(deps);
   const maintenanceWorker = createMaintenanceWorker(deps, tasks, deps.workerConnection());
   const backfillWorker = createBackfillWorker(deps, deps.workerConnection(), Math.max(1, Math.ceil(deps.config.WORKER_CONCURRENCY / 4)));
+  const refreshWorkers = REFRESH_KINDS.map((kind) => createRefreshWorker(deps, kind, deps.workerConnection(), deps.config.REFRESH_CONCURRENCY));
   observeWorker(deps.metrics, intakeWorker, 'intake');
   observeWorker(deps.metrics, eventWorker, 'events');
   observeWorker(deps.metrics, maintenanceWorker, 'maintenance');
   observeWorker(deps.metrics, backfillWorker, 'backfill');
+  REFRESH_KINDS.forEach((kind, i) => observeWorker(deps.metrics, refreshWorkers[i]!, kind));
   void intakeWorker.run();
   void eventWorker.run();
   void maintenanceWorker.run();
   void backfillWorker.run();
+  for (const w of refreshWorkers) void w.run();
   void scheduleMaintenance(deps.maintenanceQueue, tasks).catch((err: Error) =>
     deps.log.error({ err }, 'could not schedule maintenance tasks'),
   );
@@ -37,7 +46,7 @@ export function startWorkers(deps: Deps) {
     await scheduleMaintenance(deps.maintenanceQueue, tasks);
     await resumeBackfills(deps);
   });
-  const workers = [intakeWorker, eventWorker, maintenanceWorker, backfillWorker];
+  const workers = [intakeWorker, eventWorker, maintenanceWorker, backfillWorker, ...refreshWorkers];
   return {
     workers,
     /** Stops taking jobs and waits for those in flight. */

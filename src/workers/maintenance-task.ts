@@ -1,3 +1,5 @@
+import type { WorkerOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { Deps } from '../deps.js';
 
 /** A repeatable housekeeping task (see maintenance.ts). */
@@ -9,4 +11,20 @@ export interface MaintenanceTask {
   /** Delay of the first run when the schedule is first registered (default: at once); restarts keep the schedule. */
   firstRunAfterMs?: number;
   run: (deps: Deps, log: Deps['log']) => Promise<unknown>;
+}
+
+/**
+ * Options of a worker that fetches from Oura in the background: a job held by
+ * a dead worker runs again after JOB_LOCK_MS, a few times at most.
+ */
+export function backgroundWorkerOptions(deps: Pick<Deps, 'prefix' | 'config'>, connection: Redis, concurrency: number): WorkerOptions {
+  return {
+    connection,
+    prefix: deps.prefix,
+    concurrency,
+    lockDuration: deps.config.JOB_LOCK_MS,
+    stalledInterval: Math.max(1000, Math.floor(deps.config.JOB_LOCK_MS / 2)),
+    maxStalledCount: 5,
+    autorun: false,
+  };
 }

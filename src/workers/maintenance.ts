@@ -6,7 +6,7 @@ import type { MaintenanceTask } from './maintenance-task.js';
 
 export type { MaintenanceTask } from './maintenance-task.js';
 import { subscriptionsSyncTask } from './subscriptions-sync.js';
-import { reconcileTickTask } from './reconcile-tick.js';
+import { refreshPlannerTask } from './refresh-planner.js';
 import { eventsRetentionTask } from './events-retention.js';
 
 
@@ -17,7 +17,7 @@ import { eventsRetentionTask } from './events-retention.js';
  * worker processes).
  */
 export function maintenanceTasks(deps: Deps): MaintenanceTask[] {
-  return [subscriptionsSyncTask, reconcileTickTask(deps), eventsRetentionTask];
+  return [subscriptionsSyncTask, refreshPlannerTask(deps), eventsRetentionTask];
 }
 
 /**

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { DocumentsRepo } from '../db/documents.js';
 import type { EventsRepo } from '../db/events.js';
 import type { UsersRepo } from '../db/users.js';
+import type { UsageLog } from '../budget/usage.js';
 import type { Metrics } from '../metrics.js';
 import type { Config } from '../config.js';
 import { DAY_MS, isoDay } from '../dates.js';
@@ -19,6 +20,8 @@ export interface ProcessEventDeps {
   tokens: TokenService;
   limiter: Limiter;
   metrics?: Metrics;
+  /** Counts events served, for the live requests per event in GET /admin/budget. */
+  usage?: Pick<UsageLog, 'record'>;
   log: Logger;
   config: Pick<Config, 'RECHECK_WINDOW_S' | 'RECHECK_DELAY_S'>;
 }
@@ -118,7 +121,7 @@ async function serveOnce(deps: ProcessEventDeps, event: EventRow, type: Document
   try {
     await deps.tokens.withToken(userId, async (auth) => {
       // The permit first: events recorded while it is awaited are claimed too.
-      const permit = await deps.limiter.acquire(limiterTier(auth), { priority: 'live' });
+      const permit = await deps.limiter.acquire(limiterTier(auth), { lane: 'live' });
       tally.requests++;
       const p = plan(await deps.events.pendingFor(userId, type, new Date()));
       if (p.all.length === 0) return; // another worker served them meanwhile
@@ -178,10 +181,10 @@ function nextRequest(s: Serving): RequestOptions {
   if (s.permit) {
     const permit = s.permit;
     s.permit = null;
-    return { priority: 'live', permit };
+    return { purpose: 'live', permit };
   }
   s.tally.requests++;
-  return { priority: 'live' };
+  return { purpose: 'live' };
 }
 
 /** Upserts one read's documents and finishes the claimed events of the objects it returned. */
@@ -204,6 +207,8 @@ async function storeRead(s: Serving, docs: Doc[]): Promise<void> {
  */
 async function notReturned(s: Serving, ids: string[]): Promise<void> {
   const { config } = s.deps;
+  // Oura lacks what it announced: this user's next reconciliation moves up.
+  if (ids.length > 0) await s.deps.users.markTrouble(s.userId);
   const recentSince = Date.now() - config.RECHECK_WINDOW_S * 1000;
   const recent = ids.filter((id) => s.plan.latest.get(id)!.received_at.getTime() > recentSince);
   await markGone(s, ids.filter((id) => !recent.includes(id)));
@@ -305,8 +310,9 @@ async function recheck(deps: ProcessEventDeps, event: EventRow, type: DocumentTy
   let requests = 0;
   try {
     await deps.tokens.withToken(userId, async (auth) => {
-      // A re-check serves webhook events (purpose live) at background priority.
-      const opts: RequestOptions = { priority: 'background', purpose: 'live' };
+      // A re-check serves webhook events (purpose live) but waits in the first
+      // background lane: it must not hold up first reads of new events.
+      const opts: RequestOptions = { lane: 'backfill', purpose: 'live' };
       const store = async (docs: Doc[]) => {
         await deps.documents.upsert(type, userId, docs);
         for (const d of docs) found.add(String(d.id));
@@ -384,6 +390,7 @@ async function finishClaimed(deps: ProcessEventDeps, p: Plan, objects: Set<strin
   if (claimed.length === 0) return 0;
   const done = new Set(await deps.events.finishServed(claimed.map((e) => ({ id: e.id, deliveries: e.deliveries })), outcome));
   deps.metrics?.eventsProcessed.inc({ outcome }, done.size);
+  deps.usage?.record('events_served', done.size);
   const now = Date.now();
   for (const e of claimed) if (done.has(e.id)) deps.metrics?.ingestLatency.observe((now - e.received_at.getTime()) / 1000);
   return claimed.length - done.size;

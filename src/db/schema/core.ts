@@ -54,6 +54,14 @@ export const users = oura.table(
     access_error_at: timestamp('access_error_at', { withTimezone: true, mode: 'date' }),
     /** When reconciliation last re-synced this user. */
     reconciled_at: timestamp('reconciled_at', { withTimezone: true, mode: 'date' }),
+    /** Reconciliations finished: every RECONCILE_SLOW_EVERY-th one also re-reads the types that rarely change. */
+    reconcile_runs: integer('reconcile_runs').notNull().default(0),
+    /** When the time series (heart rate, ring battery) were last brought up to date. */
+    series_refreshed_at: timestamp('series_refreshed_at', { withTimezone: true, mode: 'date' }),
+    /** The newest time-series sample stored: the ring synced then, webhooks or not. */
+    series_latest_at: timestamp('series_latest_at', { withTimezone: true, mode: 'date' }),
+    /** The last 404 or failure among this user's webhook events: reconciliation looks at them first. */
+    trouble_at: timestamp('trouble_at', { withTimezone: true, mode: 'date' }),
   },
   (t) => [check('users_status_check', sql`${t.status} in ('active', 'reauth_required', 'revoked')`)],
 );
