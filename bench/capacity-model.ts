@@ -101,6 +101,13 @@ export const MODEL = {
    */
   historyDays: 14,
   /**
+   * Existing users' heart rate and battery in Oura start this many hours
+   * before the day: the samples before were read (and stored) already, as by
+   * a daily read; a read then costs what a daily read costs (one page each at
+   * the simulator's page size), not a load of the whole history.
+   */
+  seriesUnreadH: 24,
+  /**
    * Access-token lifetime: 24 h, the simulator's default (an assumption; a
    * longer lifetime only lowers the cost of refreshes). Existing users'
    * tokens are issued with lifetimes spread evenly over it, so their expiries
