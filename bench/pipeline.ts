@@ -245,7 +245,7 @@ async function runTrace(stack: BenchStack, trace: Trace, userIds: string[]): Pro
     cpu0.machine && cpu1.machine ? (cpu1.machine.busy - cpu0.machine.busy) / Math.max(1, cpu1.machine.total - cpu0.machine.total) : null;
 
   const eventIds = new Set(events.map((e) => Number(e.id)));
-  const jobs = (await stack.queue.getJobs(['completed', 'failed', 'delayed', 'waiting', 'active'], 0, -1)).filter(
+  const jobs = (await stack.queue.getJobs(['completed', 'failed', 'delayed', 'waiting', 'prioritized', 'active'], 0, -1)).filter(
     (j) => j && eventIds.has((j.data as { eventId: number }).eventId),
   );
   const served = jobs.filter((j) => j.returnvalue === 'served' && j.processedOn && j.finishedOn);

@@ -154,13 +154,17 @@ describe('webhook endpoint', () => {
       const id = res.json().delivery_id as number;
       assert.equal((await inboxRow(id))?.supported, false);
       await eventually('queued for admission', async () => (await intake()).deliveryIds.has(id));
-      const jobsBefore = (await deps.queue.getJobCounts('waiting')).waiting;
+      const waitingJobs = async () => {
+        const c = await deps.queue.getJobCounts('waiting', 'prioritized');
+        return c.waiting! + c.prioritized!;
+      };
+      const jobsBefore = await waitingJobs();
       const admitted = await admit([id]);
       assert.deepEqual([admitted.ignored, admitted.queued], [1, 0]);
       const row = await deps.events.get(id);
       assert.equal(row?.status, 'ignored');
       assert.equal(row?.outcome, outcome);
-      assert.equal((await deps.queue.getJobCounts('waiting')).waiting, jobsBefore, 'nothing queued for the workers');
+      assert.equal(await waitingJobs(), jobsBefore, 'nothing queued for the workers');
     }
   });
 
@@ -340,7 +344,7 @@ describe('intake: from accepted deliveries to per-event jobs', () => {
         );
         // A new event keeps its delivery's id.
         const ids = responses.map((r) => r.json().delivery_id as number);
-        const jobIds = async () => (await deps.queue.getJobs(['waiting', 'delayed', 'active', 'completed', 'failed'], 0, -1)).map((j) => j.id);
+        const jobIds = async () => (await deps.queue.getJobs(['waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed'], 0, -1)).map((j) => j.id);
         await eventually('a job per event', async () => (await jobIds()).length === ids.length);
         assert.deepEqual(new Set(await jobIds()), new Set(ids.map((id) => `evt-${id}`)));
         for (const id of ids) assert.equal((await deps.events.get(id))?.status, 'queued');
@@ -359,7 +363,8 @@ describe('intake: from accepted deliveries to per-event jobs', () => {
         assert.equal(redelivered.json().status, 'accepted');
         await eventually('the finished event queued again', async () => (await deps.events.get(ids[0]!))?.status === 'queued');
         assert.equal((await deps.events.get(ids[0]!))?.deliveries, 2);
-        await eventually('its job waiting again', async () => (await deps.queue.getJob(`evt-${ids[0]}`))?.getState().then((s) => s === 'waiting'));
+        // Waiting again, in its place by age (a prioritized job: see eventPriority).
+        await eventually('its job waiting again', async () => (await deps.queue.getJob(`evt-${ids[0]}`))?.getState().then((s) => s === 'prioritized'));
 
         // Delivered again while its job runs (that run may have read the document before
         // the change the repeat announces): a follow-up job is queued behind it.
@@ -371,7 +376,7 @@ describe('intake: from accepted deliveries to per-event jobs', () => {
           const during = await app.inject({ method: 'POST', url: '/webhooks/oura', payload: bodies[0]!, headers: signed(bodies[0]!) });
           assert.equal(during.json().status, 'accepted');
           const followUp = await eventually('a follow-up job', async () =>
-            (await deps.queue.getJobs(['delayed', 'waiting'], 0, -1)).find((j) => j.id?.startsWith(`evt-${ids[0]}-again-`)),
+            (await deps.queue.getJobs(['delayed', 'waiting', 'prioritized'], 0, -1)).find((j) => j.id?.startsWith(`evt-${ids[0]}-again-`)),
           );
           assert.deepEqual(followUp.data, { eventId: ids[0] });
         } finally {

@@ -14,7 +14,7 @@ export async function onUserConnected(
   if (deps.config.BACKFILL_DAYS > 0) await startBackfill(deps, userId, deps.config.BACKFILL_DAYS);
   const ids = await deps.events.unpark(userId);
   if (ids.length > 0) {
-    await requeueEvents(deps.queue, ids);
+    await requeueEvents(deps.queue, ids, { stragglers: true });
     deps.log.info({ userId, events: ids.length }, 'parked events re-queued after reconnect');
   }
 }

@@ -17,7 +17,7 @@ export async function sweepOnce(deps: Deps): Promise<{ admitted: number; requeue
   const admitted = stranded.length > 0 ? (await admitAndQueue(intakeDeps(deps), stranded)).deliveries : 0;
   if (admitted > 0) deps.log.warn({ module: 'sweeper', admitted }, 'webhook deliveries left in the inbox admitted');
   const ids = await deps.events.staleQueued(before);
-  const requeued = await requeueEvents(deps.queue, ids);
+  const requeued = await requeueEvents(deps.queue, ids, { stragglers: true });
   if (requeued > 0) deps.log.warn({ module: 'sweeper', requeued }, 'recorded events re-queued');
   return { admitted, requeued };
 }
