@@ -37,8 +37,9 @@ export function budgetSvg(p: PlotInput): string {
   const ph = H - top - bottom;
   const hours = 24;
   const x = (h: number) => left + (h / hours) * pw;
-  const maxShare = Math.max(1.1, ...p.bins.map((b) => Object.values(b).reduce((a, v) => a + v, 0)));
-  const y = (share: number) => top + ph - (share / maxShare) * ph;
+  // Shares above 150 % (a bin where a scrape came late) are cut at the top.
+  const maxShare = Math.min(1.5, Math.max(1.1, ...p.bins.map((b) => Object.values(b).reduce((a, v) => a + v, 0))));
+  const y = (share: number) => top + ph - (Math.min(share, maxShare) / maxShare) * ph;
   const maxQ = Math.max(1, ...p.backlog.map((b) => b.queued));
   const yq = (q: number) => top + ph - (q / maxQ) * ph;
   const purposes = Object.keys(PURPOSE_COLOURS).filter((k) => p.bins.some((b) => (b[k] ?? 0) > 0));

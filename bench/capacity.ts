@@ -200,18 +200,29 @@ function parseRequests(text: string, into: { ok: Counts; refused: Counts }): voi
   }
 }
 
+/** Each process's last counts: a scrape that fails (a process busy or not yet listening) keeps them, so the sums never go back. */
+const lastScrape = new Map<string, { ok: Counts; refused: Counts }>();
+
 async function scrape(urls: string[]): Promise<{ ok: Counts; refused: Counts }> {
-  const out = { ok: {} as Counts, refused: {} as Counts };
   await Promise.all(
     urls.map(async (u) => {
       try {
-        const res = await fetch(u);
-        if (res.ok) parseRequests(await res.text(), out);
+        const res = await fetch(u, { signal: AbortSignal.timeout(5000) });
+        if (!res.ok) return;
+        const mine = { ok: {} as Counts, refused: {} as Counts };
+        parseRequests(await res.text(), mine);
+        lastScrape.set(u, mine);
       } catch {
-        /* a process not (yet) listening: its counts come with the next scrape */
+        /* its last counts stand until the next scrape */
       }
     }),
   );
+  const out = { ok: {} as Counts, refused: {} as Counts };
+  for (const u of urls) {
+    const m = lastScrape.get(u);
+    if (!m) continue;
+    for (const k of ['ok', 'refused'] as const) for (const [p, v] of Object.entries(m[k])) out[k][p] = (out[k][p] ?? 0) + v;
+  }
   return out;
 }
 
@@ -287,6 +298,8 @@ interface DayResult {
   rss: Record<string, { before: number; peak: number }>;
   bytes: { perUserDay: number; documents: number; series: number; events: number; other: number };
   endState: { users: number; equal: number; missing: number; extra: number; different: number };
+  /** What was still waiting when the drain gave up (null: drained). */
+  leftAfterDrain: string | null;
   clauses: Array<{ name: string; met: boolean; detail: string }>;
   estimate: { dayUsers: number; peakUsers: number; users: number; binds: string; needPerUserDay: Counts };
   svg: string | null;
@@ -441,6 +454,7 @@ async function playDay(stack: Stack, trace: DayTrace, ids: string[], t0: number,
 
 async function runDay(requestedPopulation: number, runtime: Runtime, trace: DayTrace, svgPath: string | null): Promise<DayResult> {
   const started = Date.now();
+  lastScrape.clear();
   const lim = scaledLimit(requestedPopulation);
   const env = { OURA_APP_RATE_LIMIT: `${lim.limit}/${lim.windowS}`, ...compressedEnv() };
   const tokenTtlS = Math.max(1, Math.round(MODEL.tokenLifetimeS / C));
@@ -547,6 +561,7 @@ async function runDay(requestedPopulation: number, runtime: Runtime, trace: DayT
     // After the day: until the live backlog is empty and every new connection's history has landed.
     const newIds = played.connections.map((c) => c.userId);
     const drainDeadline = Date.now() + drainMs;
+    let leftAfterDrain: string | null = null;
     for (;;) {
       const { rows } = await stack.pool.query<{ left: string }>(
         `select (select count(*) from oura.webhook_events where status in ('queued', 'parked'))
@@ -557,7 +572,15 @@ async function runDay(requestedPopulation: number, runtime: Runtime, trace: DayT
       const { rows: loading } = await stack.pool.query<{ n: string }>(`select count(distinct user_id) as n from oura.backfill_progress where user_id = any($1)`, [newIds]);
       if (Number(rows[0]!.left) === 0 && Number(loading[0]!.n) === newIds.length) break;
       if (Date.now() > drainDeadline) {
-        log(`not drained after ${drainMs / 1000} s: ${rows[0]!.left} events or backfill windows left`);
+        const { rows: left } = await stack.pool.query<{ what: string; n: string }>(
+          `select status || coalesce(' (' || outcome || ')', '') || case when recheck_at is not null then ', re-check due' else '' end as what, count(*) as n
+             from oura.webhook_events where status in ('queued', 'parked') group by 1
+           union all select 'in the inbox', count(*) from oura.webhook_inbox having count(*) > 0
+           union all select 'backfill data types not done', count(*) from oura.backfill_progress where user_id = any($1) and status <> 'done' having count(*) > 0`,
+          [newIds],
+        );
+        leftAfterDrain = left.map((r) => `${r.n} ${r.what}`).join(', ') || 'new connections not yet loading';
+        log(`not drained after ${drainMs / 1000} s: ${leftAfterDrain}`);
         break;
       }
       await new Promise((r) => setTimeout(r, 500));
@@ -834,6 +857,7 @@ async function runDay(requestedPopulation: number, runtime: Runtime, trace: DayT
         return { perUserDay: (g.documents + g.series + g.events + g.other) / users, ...g };
       })(),
       endState,
+      leftAfterDrain,
       clauses,
       estimate: {
         dayUsers: Math.round(dayUsers),
@@ -914,6 +938,7 @@ function dayReport(r: DayResult): string {
     `| Postgres bytes per user-day: all (documents, series, events, other) | ${kb(r.bytes.perUserDay)} (${kb(r.bytes.documents / users)}, ${kb(r.bytes.series / users)}, ${kb(r.bytes.events / users)}, ${kb(r.bytes.other / users)}) |`,
   );
   lines.push(`| end state: users equal / documents missing, extra, different | ${r.endState.equal}/${r.endState.users} / ${r.endState.missing}, ${r.endState.extra}, ${r.endState.different} |`);
+  lines.push(`| after the day: drained within ${drainMs / 1000} s (${((drainMs / 1000) * C / 3600).toFixed(0)} simulated hours) | ${r.leftAfterDrain === null ? 'yes' : `no: ${r.leftAfterDrain} left`} |`);
   lines.push(`| driver: actions, failed, skipped, worst lateness | ${r.driver.actions}, ${r.driver.errors}, ${r.driver.skipped}, ${r.driver.maxLagMs.toFixed(0)} ms |`);
   const c = r.cpu;
   lines.push(
