@@ -136,6 +136,12 @@ export const Config = z
      * another instead of all waiting on the limiter together.
      */
     SCARCE_PAIRS_PER_USER: int(1, 64).default(2),
+    /**
+     * Heart rate and ring battery samples are kept this many days (unset: all).
+     * Whole monthly partitions are dropped once all of their month is older;
+     * rows are never deleted one by one.
+     */
+    TIMESERIES_RETENTION_DAYS: int(1, 36_500).optional(),
     /** Served and ignored webhook events are deleted this many days after they arrived. */
     WEBHOOK_EVENTS_RETENTION_DAYS: int(1, 3650).default(30),
     /** No webhook for this long while users are active → warning and metric. */

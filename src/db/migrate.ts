@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import type pg from 'pg';
 import { createDb } from './index.js';
+import { prepareSeriesPartitions } from './partitions.js';
 
 /** migrations/ sits at the package root, both in the source tree and in the container. */
 export function migrationsFolder(): string {
@@ -17,7 +18,10 @@ export function migrationsFolder(): string {
 }
 
 /**
- * Applies the committed migrations. Idempotent: applied ones are recorded in
+ * Applies the committed migrations, then partitions the time series by month
+ * where they are not yet (src/db/partitions.ts: in short steps of their own,
+ * outside the migrations' transaction, so that a large table is never locked
+ * for long). Idempotent: applied migrations are recorded in
  * drizzle.__drizzle_migrations and skipped. An advisory lock keeps two
  * replicas starting at once from racing.
  */
@@ -27,6 +31,7 @@ export async function runMigrations(pool: pg.Pool): Promise<void> {
     await client.query('select pg_advisory_lock(726871001)');
     try {
       await migrate(createDb(pool), { migrationsFolder: migrationsFolder(), migrationsSchema: 'drizzle' });
+      await prepareSeriesPartitions(pool);
     } finally {
       await client.query('select pg_advisory_unlock(726871001)');
     }

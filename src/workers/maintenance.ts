@@ -8,6 +8,7 @@ export type { MaintenanceTask } from './maintenance-task.js';
 import { subscriptionsSyncTask } from './subscriptions-sync.js';
 import { refreshPlannerTask } from './refresh-planner.js';
 import { eventsRetentionTask } from './events-retention.js';
+import { seriesPartitionsTask } from './series-partitions.js';
 
 
 
@@ -17,7 +18,7 @@ import { eventsRetentionTask } from './events-retention.js';
  * worker processes).
  */
 export function maintenanceTasks(deps: Deps): MaintenanceTask[] {
-  return [subscriptionsSyncTask, refreshPlannerTask(deps), eventsRetentionTask];
+  return [subscriptionsSyncTask, refreshPlannerTask(deps), eventsRetentionTask, seriesPartitionsTask];
 }
 
 /**
