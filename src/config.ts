@@ -51,7 +51,25 @@ const base64Key = z
 export const Config = z
   .object({
     DATABASE_URL: required(z.string()),
-    REDIS_URL: required(z.string()),
+    /** One Redis server; with REDIS_SENTINELS, only its credentials and database number are used. */
+    REDIS_URL: required(z.string()).optional(),
+    /** `host:port,host:port`: reach the master through Sentinel (with REDIS_SENTINEL_NAME), found again after a failover. */
+    REDIS_SENTINELS: z
+      .string()
+      .transform((s, ctx) => {
+        const out: Array<{ host: string; port: number }> = [];
+        for (const part of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+          const m = /^([^\s:]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(part);
+          if (!m || Number(m[2]) > 65535) {
+            ctx.addIssue({ code: 'custom', message: `expected host:port[,host:port…] (got "${part}")` });
+            return z.NEVER;
+          }
+          out.push({ host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) });
+        }
+        return out;
+      })
+      .default([]),
+    REDIS_SENTINEL_NAME: z.string().min(1).default('mymaster'),
     OURA_CLIENT_ID: required(z.string()),
     OURA_CLIENT_SECRET: required(z.string()),
     OURA_WEBHOOK_VERIFICATION_TOKEN: required(z.string()),
@@ -161,6 +179,11 @@ export const Config = z
         'expected 1-64 letters, digits, dots, dashes or underscores, with at most one non-empty {hash tag} (e.g. {oura-ingest} for Redis Cluster)',
       )
       .default('oura-ingest'),
+  })
+  .superRefine((c, ctx) => {
+    if (!c.REDIS_URL && c.REDIS_SENTINELS.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'is required but not set (or set REDIS_SENTINELS)' });
+    }
   })
   .transform((c) => ({
     ...c,

@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { createTokenCipher } from './crypto.js';
@@ -18,6 +18,7 @@ import { createSubscriptionsClient } from './oura/subscriptions.js';
 import { createLimiter } from './oura/limiter.js';
 import { createTokenService } from './oura/tokens.js';
 import { createOutageLog, watchOutages } from './outages.js';
+import { redisConnector } from './redis-connect.js';
 import { withTimeout } from './timeout.js';
 import { budgetBacklog } from './budget/report.js';
 import { createUsageLog } from './budget/usage.js';
@@ -48,12 +49,32 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
   const db = createDb(pool);
 
   const redisOpts = { lazyConnect: false, connectTimeout: 3000 };
+  const connect = redisConnector(config);
   // General commands (limiter, locks, OAuth state): fail a command after a few retries rather than hang.
-  const redis = new Redis(config.REDIS_URL, { ...redisOpts, maxRetriesPerRequest: 2 });
+  const redis = connect({ ...redisOpts, maxRetriesPerRequest: 2 });
   // Producer side of the queue: no offline queue, so a down Redis fails fast and the webhook answers 503.
-  const queueRedis = new Redis(config.REDIS_URL, { ...redisOpts, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
+  const queueRedis = connect({ ...redisOpts, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
   // One log line per outage and per recovery, not one per retry. The queues share queueRedis: one log for both.
   watchOutages(redis, createOutageLog(log, 'redis'), 'ready');
+  // Redis replaced by another server (a failover to a replica, a restart
+  // without persistence) may not hold the limiter's latest bookings: nothing
+  // is sent until one window has passed, so the window they were in can never
+  // hold N + 1 (src/oura/limiter.ts, afterReconnect). A reconnect to the same
+  // server (its run id unchanged) costs nothing.
+  let redisRunId: string | null = null;
+  redis.on('ready', () => {
+    void redis
+      .info('server')
+      .then(async (info) => {
+        const runId = /run_id:(\w+)/.exec(info)?.[1] ?? null;
+        if (redisRunId && runId && runId !== redisRunId) {
+          log.warn({ module: 'limiter' }, 'redis is another server now: the limiter waits one window before sending');
+          await limiter.afterReconnect();
+        }
+        redisRunId = runId ?? redisRunId;
+      })
+      .catch((err: Error) => log.warn({ module: 'limiter', err }, 'could not tell which redis server answers'));
+  });
   const queueOutages = createOutageLog(log, 'redis (queues)');
   watchOutages(queueRedis, queueOutages, 'ready');
   closers.push(() => redis.quit().catch(() => redis.disconnect()));
@@ -120,7 +141,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
   const workerOutages = createOutageLog(log, 'redis (workers)');
   /** A separate connection for each BullMQ worker (blocking commands). */
   function workerConnection(): Redis {
-    const c = new Redis(config.REDIS_URL, { ...redisOpts, maxRetriesPerRequest: null });
+    const c = connect({ ...redisOpts, maxRetriesPerRequest: null });
     watchOutages(c, workerOutages, 'ready');
     closers.push(() => c.quit().catch(() => c.disconnect()));
     return c;

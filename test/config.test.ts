@@ -38,6 +38,14 @@ test('defaults follow the documented values, token URL derives from the API base
   assert.equal(d.OURA_TOKEN_URL, 'https://api.ouraring.com/oauth/token');
   assert.equal(loadConfig({ ...valid, OURA_TOKEN_URL: 'https://x.example/token' }).OURA_TOKEN_URL, 'https://x.example/token');
   assert.deepEqual(loadConfig({ ...valid, OURA_APP_RATE_LIMIT: '20/5' }).OURA_APP_RATE_LIMIT, { limit: 20, windowS: 5 });
+  // Sentinel instead of one server: REDIS_URL is then optional.
+  const s = loadConfig({ ...valid, REDIS_URL: undefined, REDIS_SENTINELS: '10.0.0.1:26379, sentinel-b:26380' });
+  assert.deepEqual(s.REDIS_SENTINELS, [
+    { host: '10.0.0.1', port: 26379 },
+    { host: 'sentinel-b', port: 26380 },
+  ]);
+  assert.equal(s.REDIS_SENTINEL_NAME, 'mymaster');
+  assert.deepEqual(loadConfig({ ...valid, BUDGET_FLOORS: 'reconcile=0.2' }).BUDGET_FLOORS, { backfill: 0.05, timeseries: 0.1, reconcile: 0.2 });
 });
 
 test('a missing or malformed value names the variable in one line', () => {
@@ -51,6 +59,10 @@ test('a missing or malformed value names the variable in one line', () => {
     [{ ...valid, PUBLIC_BASE_URL: 'not a url' }, /^config: PUBLIC_BASE_URL expected an absolute URL/],
     [{ ...valid, LOG_LEVEL: 'loud' }, /^config: LOG_LEVEL /],
     [{ ...valid, WEBHOOK_MAX_AGE_S: '-1' }, /^config: WEBHOOK_MAX_AGE_S /],
+    [{ ...valid, REDIS_URL: undefined }, /^config: REDIS_URL is required but not set \(or set REDIS_SENTINELS\)$/],
+    [{ ...valid, REDIS_SENTINELS: '10.0.0.1:26379,sentinel-b' }, /^config: REDIS_SENTINELS expected host:port\[,host:port…\] \(got "sentinel-b"\)$/],
+    [{ ...valid, BUDGET_FLOORS: 'live=0.5' }, /^config: BUDGET_FLOORS expected lane=share with lane one of backfill, timeseries, reconcile/],
+    [{ ...valid, BUDGET_FLOORS: 'backfill=0.5,timeseries=0.5' }, /^config: BUDGET_FLOORS the floors add up to more than 0.9/],
   ];
   for (const [env, re] of cases) {
     const msg = errorFor(env);

@@ -40,6 +40,7 @@ const QUIET: Array<[file: string, why: string]> = [
   ['tiers.test.ts', 'no request during a 429 pause, to within 100-200 ms'],
   ['pair-gate.test.ts', 'leases of tens of milliseconds'],
   ['limiter.test.ts', 'grants spaced within 250 ms, pauses held to 100-300 ms, each lane near its floor under a saturating load'],
+  ['failover.test.ts', 'no more than N requests in a rolling window as the simulator sees them arrive, across a failover'],
   ['planner.test.ts', "reconciliation's floor of 4 requests a second counted over 4.5 s; runs at least 2-3 s apart"],
 ];
 const quiet = new Set(QUIET.map(([file]) => file));

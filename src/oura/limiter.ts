@@ -317,6 +317,16 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
       }
     },
     /**
+     * Redis came back (a failover, a restart): bookings acknowledged by the
+     * server before may be missing from this one, so the application tier is
+     * paused for one whole window, and every process's next requests start
+     * in a window none of the lost bookings can reach.
+     */
+    async afterReconnect(): Promise<void> {
+      const [windowMs] = [tierArgs(opts.app, marginMs)[1]!];
+      await cmd.ouraLimiterPause(1, tierKeys('app')[1]!, windowMs);
+    },
+    /**
      * Oura said stop (429): no permit is granted for the tier until `ms` from
      * now. A limit Oura announces that is lower than ours replaces ours until
      * its window resets.

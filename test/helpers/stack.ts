@@ -20,7 +20,14 @@ export type Stack = DevStack;
  * connect unless `env` turns it on.
  */
 export async function startStack(
-  opts: { sim?: Partial<SimOptions>; env?: Record<string, string>; inProcessWorker?: boolean; label?: string } = {},
+  opts: {
+    sim?: Partial<SimOptions>;
+    env?: Record<string, string>;
+    inProcessWorker?: boolean;
+    label?: string;
+    /** Another Redis (or Postgres) than the machine's own. */
+    services?: { adminDatabaseUrl: string; redisUrl: string };
+  } = {},
 ): Promise<Stack> {
   const label = opts.label ?? 'stack';
   const prefix = uniquePrefix(label);
@@ -29,6 +36,7 @@ export async function startStack(
     prefix,
     secrets: TEST_SECRETS,
     sim: opts.sim,
+    ...(opts.services ? { services: opts.services } : {}),
     // Tests of the webhook path count requests; the backfill tests turn the load on connect back on.
     env: { BACKFILL_DAYS: '0', ...opts.env },
     inProcessEnv: { WORKER_CONCURRENCY: '8' },
