@@ -31,9 +31,12 @@
  *     service spaces requests evenly (W/N apart), so the window's length
  *     changes nothing else for it.
  *   - Start: every user has 14 days of history, already in Postgres (copied
- *     in before the clock starts, costing no budget); no reconcile or
- *     time-series read is on record yet, so the service starts the day cold
- *     and whatever it does about that is part of the measured day.
+ *     in before the clock starts, costing no budget), and time series in
+ *     Oura for the last 24 h only (as if read daily until then); no
+ *     reconcile or time-series read is on record yet, so the service starts
+ *     the day cold and whatever it does about that is part of the measured
+ *     day. Users connect through the real OAuth flow on a setup api (no
+ *     budget); the workers start when the day does.
  *   - Measures: requests by purpose from the service's counter
  *     oura_ingest_oura_requests_total (each process's /metrics), checked
  *     against the simulator's request log; freshness from
@@ -64,9 +67,12 @@
  * Postgres and Redis at 100 000 users' rows, keys and queue lengths, the
  * api's and workers' CPU for s × as many webhooks (bench:ingest measures the
  * api's ceiling), worker concurrency for s × as many pairs in flight.
- * Fixed latencies (a job's processing, a queue hop, the 20 ms intake batch)
- * are stretched c-fold in simulated time, so freshness is pessimistic by
- * about c × those latencies. Timers shorter than 1 s or 1 ms after
+ * Fixed latencies (a job's processing, a queue hop, the 20 ms intake batch,
+ * the simulator's answers, the workers' 5 s start) are stretched c-fold in
+ * simulated time, so freshness is pessimistic by about c × those latencies;
+ * and the simulator, the driver, the service, Postgres and Redis share two
+ * cores, so a busy machine slows the service's side as well (the report
+ * gives the CPU figures and this process's event-loop delay). Timers shorter than 1 s or 1 ms after
  * compression are rounded up (the report lists the values passed). Week-long
  * cadences are inferred from one day's rate. Time series are checked for
  * cadence, not compared row by row.
