@@ -32,10 +32,10 @@
  *     changes nothing else for it.
  *   - Start: every user has 14 days of history, already in Postgres (copied
  *     in before the clock starts, costing no budget), and time series in
- *     Oura for the last 24 h only (as if read daily until then); no
- *     reconcile or time-series read is on record yet, so the service starts
- *     the day cold and whatever it does about that is part of the measured
- *     day. Users connect through the real OAuth flow on a setup api (no
+ *     Oura for the last 24 h only (as if read daily until then). The
+ *     cadence is in its steady state: each user's last reconciliation is
+ *     spread evenly over the past week and their last time-series read over
+ *     the past day, so users fall due through the day as they would. Users connect through the real OAuth flow on a setup api (no
  *     budget); the workers start when the day does.
  *   - Measures: requests by purpose from the service's counter
  *     oura_ingest_oura_requests_total (each process's /metrics), checked
@@ -494,6 +494,16 @@ async function runDay(requestedPopulation: number, runtime: Runtime, trace: DayT
     const ids = await connectExisting(stack, trace, tokenTtlS);
     await stack.closeSetup();
     const seeded = await seedDocuments(stack, ids);
+    // The steady state of the cadence targets: each user's last reconciliation
+    // spread evenly over the past week, their last time-series read over the
+    // past day (compressed), so users fall due through the day as they would.
+    const env = compressedEnv();
+    await stack.pool.query(
+      `update oura.users set reconciled_at = now() - random() * $1::float8 * interval '1 second', reconcile_runs = floor(random() * 4)::int,
+         series_refreshed_at = now() - random() * $2::float8 * interval '1 second'
+       where id = any($3)`,
+      [Number(env.RECONCILE_INTERVAL_S), Number(env.TIMESERIES_INTERVAL_S), ids],
+    );
     log(`${ids.length} users connected, ${seeded} documents of their ${MODEL.historyDays} days in Postgres (${((Date.now() - started) / 1000).toFixed(0)} s)`);
     const bytes0 = await tableBytes(stack);
 
