@@ -43,7 +43,8 @@ before(async () => {
   master = await freePort();
   replica = await freePort();
   const sentinelPort = await freePort();
-  const common = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+  // --dir: a full sync makes the master write an RDB file; it goes with the test's directory.
+  const common = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
   masterProcess = redisServer(['--port', String(master), ...common]);
   redisServer(['--port', String(replica), ...common, '--replicaof', '127.0.0.1', String(master)]);
   const conf = path.join(dir, 'sentinel.conf');
