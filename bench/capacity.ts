@@ -261,7 +261,8 @@ function bytesGroups(before: Record<string, number>, after: Record<string, numbe
   for (const [t, b] of Object.entries(after)) {
     const d = b - (before[t] ?? 0);
     if ((DOCUMENT_TYPES as readonly string[]).includes(t)) g.documents += d;
-    else if ((TIME_SERIES as readonly string[]).includes(t)) g.series += d;
+    // The series are partitioned by month (src/db/partitions.ts): heartrate_2026_12, heartrate_before_partitioning, …
+    else if (TIME_SERIES.some((s) => t === s || t.startsWith(`${s}_`))) g.series += d;
     else if (t === 'webhook_events' || t === 'webhook_inbox') g.events += d;
     else g.other += d;
   }

@@ -233,9 +233,9 @@ export function createOuraClient(opts: OuraClientOptions) {
     let permit = ropts.permit;
     // A permit whose slot passed long ago (a stalled event loop, a slow query in
     // between) is not used: sent now, the request could land in Oura's window
-    // together with later slots. Take a fresh one instead.
+    // together with later slots. Its booking moves to a fresh slot instead.
     for (let tries = 0; !permit || (Date.now() - permit.slotAt > STALE_PERMIT_MS && tries < 3); tries++) {
-      permit = await opts.limiter.acquire(tier, { lane });
+      permit = await opts.limiter.acquire(tier, { lane, ...(permit ? { rebook: permit } : {}) });
       opts.onPermit?.({ waitedMs: permit.waitedMs, lane });
     }
     if (bearer !== null) {
@@ -244,7 +244,7 @@ export function createOuraClient(opts: OuraClientOptions) {
       // then read the (refreshed) token again, a few times at most.
       let token = typeof bearer === 'string' ? bearer : await bearer.token();
       for (let tries = 0; typeof bearer !== 'string' && Date.now() - permit.slotAt > STALE_PERMIT_MS && tries < 2; tries++) {
-        permit = await opts.limiter.acquire(tier, { lane });
+        permit = await opts.limiter.acquire(tier, { lane, rebook: permit });
         opts.onPermit?.({ waitedMs: permit.waitedMs, lane });
         token = await bearer.token();
       }

@@ -199,9 +199,11 @@ export interface Permit {
   waitedMs: number;
   /** When the slot began (local clock). A request sent much later would arrive off its slot. */
   slotAt: number;
+  /** The booking's id in the logs: a permit taken again with `rebook` moves its booking instead of adding one. */
+  member: string;
 }
 
-/** A permit used later than this after its slot is taken again (see OuraClient.send). */
+/** A permit used later than this after its slot is booked again (see OuraClient.send, and `rebook`). */
 export const STALE_PERMIT_MS = 250;
 
 /** Default safety margin: 2.5% of the window, between 250 ms and 1 s. */
@@ -285,11 +287,14 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
      * endpoint and subscription calls pass null (application tier only). The
      * lane decides the request's place in the budget (see LANES).
      */
-    async acquire(tierName: string | null, options: { lane?: Lane; signal?: AbortSignal } = {}): Promise<Permit> {
+    async acquire(tierName: string | null, options: { lane?: Lane; signal?: AbortSignal; rebook?: Permit } = {}): Promise<Permit> {
       const started = Date.now();
       const lane = options.lane ?? 'live';
       const tokenId = tierName ? tokenKey(tierName) : null;
-      const member = randomUUID();
+      // A permit not used in its slot (see STALE_PERMIT_MS) is booked again
+      // under its own id: the script's ZADD moves the unused booking to the
+      // new slot, so the budget it held is not lost.
+      const member = options.rebook?.member ?? randomUUID();
       for (;;) {
         options.signal?.throwIfAborted();
         const { granted, paused, delayMs } = await tryAcquire(tokenId, lane, member);
@@ -309,7 +314,7 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
               continue;
             }
           }
-          return { waitedMs: Date.now() - started, slotAt: Date.now() };
+          return { waitedMs: Date.now() - started, slotAt: Date.now(), member };
         }
         // Not booked: come back a little before the slot could open, with jitter
         // so waiters from many processes do not all return at once.
