@@ -282,10 +282,10 @@ export function createEventsRepo(db: Db) {
       return rows[0]?.t ?? null;
     },
 
-    /** When the oldest queued event was recorded (null: none queued): how far behind live work is. */
+    /** When the oldest queued event was recorded, re-checks aside (null: none queued): how far behind live work is. */
     async oldestQueuedAt(): Promise<Date | null> {
       const result = await db.execute<{ t: string }>(sql`
-        select received_at as t from oura.webhook_events where status = 'queued' order by received_at limit 1`);
+        select received_at as t from oura.webhook_events where status = 'queued' and recheck_at is null order by received_at limit 1`);
       const t = result.rows[0]?.t;
       return t ? new Date(t) : null;
     },

@@ -20,7 +20,8 @@ export function refreshPolicy(config: Deps['config'], kind: RefreshKind): { targ
  * lanes below live work and backfill (src/oura/lanes.ts):
  *   - with budget to spare, any user not refreshed within the kind's minimum
  *     interval is a candidate, so the cadence rises toward that minimum;
- *   - while the budget is scarce (the limiter booked ahead), only users past
+ *   - while the budget is scarce (the limiter booked ahead, or live events
+ *     queued for more than a tenth of FRESHNESS_TARGET_S), only users past
  *     half their target interval are, and the lane's floor guarantees them a
  *     share of the budget, so the target holds as long as the floor covers it.
  * What cadence was reached is reported by GET /admin/budget. It also warns
@@ -33,7 +34,13 @@ export function refreshPlannerTask(deps: Deps): MaintenanceTask {
     everyMs,
     firstRunAfterMs: Math.min(everyMs, 5000),
     run: async (d, log) => {
-      const scarce = (await d.limiter.backlogMs()) > d.config.SCARCE_BACKLOG_MS;
+      // The budget is not spare while the limiter is booked ahead, nor while
+      // live events wait in the queue longer than a tenth of the freshness
+      // target (live work may be held or queued without asking the limiter).
+      const oldest = await d.events.oldestQueuedAt();
+      const scarce =
+        (await d.limiter.backlogMs()) > d.config.SCARCE_BACKLOG_MS ||
+        (oldest !== null && Date.now() - oldest.getTime() > (d.config.FRESHNESS_TARGET_S * 1000) / 10);
       const queued: Record<string, number> = {};
       for (const kind of REFRESH_KINDS) {
         const waiting = await d.refreshQueues[kind].count();
