@@ -24,7 +24,7 @@
  *     seconds), and so is every timer of the service that matters here
  *     (passed through its environment: freshness target, coalescing quiet
  *     time, scarce-budget threshold, reconcile and time-series intervals,
- *     planner period, backoff, sweep grace, webhook age), the simulator's
+ *     planner period, retry polls, backoff, sweep grace, webhook age), the simulator's
  *     token lifetime, and the budget's rate (× c). The limiter's rate is
  *     kept and its window stretched to 10 s, because at W = 300/c ≈ 1 s its
  *     fixed safety margin (≥ 250 ms) would take a fifth of the budget; the
@@ -165,6 +165,8 @@ function compressedEnv(): Record<string, string> {
   return {
     FRESHNESS_TARGET_S: s(300),
     COALESCE_QUIET_MS: ms(6000),
+    // Jobs set aside look again this soon; not below 20 ms, where polling would cost more CPU than it saves.
+    EVENT_RETRY_MS: ms(200, 20),
     SCARCE_BACKLOG_MS: ms(1500),
     ...(argv.floors ? { BUDGET_FLOORS: argv.floors } : {}),
     TIMESERIES_INTERVAL_S: s(86_400),

@@ -141,6 +141,12 @@ export const Config = z
     /** Under pressure, a pair is read once no new event came for it for this long (Oura often updates a document seconds after creating it). */
     COALESCE_QUIET_MS: int(0, 600_000).default(6000),
     /**
+     * How soon a webhook job set aside looks again: its pair busy (0.75–2×
+     * this, with jitter), the user's other pairs served first (1–2.5×), its
+     * event held to gather more (at most 5×).
+     */
+    EVENT_RETRY_MS: int(1, 60_000).default(200),
+    /**
      * A 404 for an object whose create or update arrived less than this long
      * ago is not yet "gone": Oura can answer 404 for a document right after
      * announcing it. It gets one delayed re-check first.

@@ -21,6 +21,8 @@ export interface EventWorkerDeps extends ProcessEventDeps {
   scarcePairsPerUser: number;
   /** Adaptive coalescing (see below): FRESHNESS_TARGET_S, SCARCE_BACKLOG_MS, COALESCE_QUIET_MS. */
   coalescing: { freshnessTargetMs: number; scarceBacklogMs: number; quietMs: number };
+  /** EVENT_RETRY_MS: how soon a job set aside looks again (see below). */
+  retryMs: number;
   lockDurationMs?: number;
   log: Logger;
 }
@@ -85,7 +87,7 @@ export function createEventWorker(deps: EventWorkerDeps) {
       const quietAt = Math.min((newest ?? event.received_at).getTime() + quietMs, event.received_at.getTime() + maxHoldMs);
       if (quietAt > Date.now() + 50) {
         // Look again within a second: once the budget is no longer scarce, the hold ends.
-        await job.moveToDelayed(Math.min(quietAt, Date.now() + 1000), token);
+        await job.moveToDelayed(Math.min(quietAt, Date.now() + 5 * deps.retryMs), token);
         throw new DelayedError();
       }
     }
@@ -118,7 +120,7 @@ export function createEventWorker(deps: EventWorkerDeps) {
       }
       if (r.acquired) {
         // Other pairs of this user go first: ask again shortly.
-        await job.moveToDelayed(Date.now() + 200 + Math.floor(Math.random() * 300), token);
+        await job.moveToDelayed(Date.now() + deps.retryMs + Math.floor(Math.random() * 1.5 * deps.retryMs), token);
         throw new DelayedError();
       }
     } catch (err) {
@@ -135,7 +137,7 @@ export function createEventWorker(deps: EventWorkerDeps) {
       });
     }
     // The pair is busy: come back shortly; by then the running job has likely served this event.
-    await job.moveToDelayed(Date.now() + 150 + Math.floor(Math.random() * 250), token);
+    await job.moveToDelayed(Date.now() + 0.75 * deps.retryMs + Math.floor(Math.random() * 1.25 * deps.retryMs), token);
     throw new DelayedError();
   }
 

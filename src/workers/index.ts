@@ -20,6 +20,7 @@ export function startWorkers(deps: Deps) {
       scarceBacklogMs: deps.config.SCARCE_BACKLOG_MS,
       quietMs: deps.config.COALESCE_QUIET_MS,
     },
+    retryMs: deps.config.EVENT_RETRY_MS,
     lockDurationMs: deps.config.JOB_LOCK_MS,
   });
   const intakeWorker = createIntakeWorker({ ...intakeDeps(deps), prefix: deps.prefix }, deps.workerConnection());
