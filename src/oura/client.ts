@@ -230,12 +230,13 @@ export function createOuraClient(opts: OuraClientOptions) {
   ): Promise<{ status: number; headers: Headers; body: string }> {
     const lane = ropts.lane ?? laneOf(ropts.purpose ?? 'live');
     const tier = bearer === null ? null : limiterTier(bearer);
-    let permit = ropts.permit;
+    // A permit already spent (the same options passed again, e.g. work run again after a refresh) is not this request's.
+    let permit = ropts.permit?.sent ? undefined : ropts.permit;
     // A permit whose slot passed long ago (a stalled event loop, a slow query in
     // between) is not used: sent now, the request could land in Oura's window
     // together with later slots. Its booking moves to a fresh slot instead.
     for (let tries = 0; !permit || (Date.now() - permit.slotAt > STALE_PERMIT_MS && tries < 3); tries++) {
-      permit = await opts.limiter.acquire(tier, { lane, ...(permit ? { rebook: permit } : {}) });
+      permit = await opts.limiter.acquire(tier, { lane, ...(permit && !permit.sent ? { rebook: permit } : {}) });
       opts.onPermit?.({ waitedMs: permit.waitedMs, lane });
     }
     if (bearer !== null) {
@@ -250,6 +251,8 @@ export function createOuraClient(opts: OuraClientOptions) {
       }
       init = { ...init, headers: { ...(init.headers as Record<string, string>), authorization: `Bearer ${token}` } };
     }
+    // From here the booking is this request's: it is never moved again.
+    permit.sent = true;
     const started = Date.now();
     let res: Response;
     try {

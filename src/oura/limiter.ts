@@ -201,6 +201,8 @@ export interface Permit {
   slotAt: number;
   /** The booking's id in the logs: a permit taken again with `rebook` moves its booking instead of adding one. */
   member: string;
+  /** Set once a request went out under it: its booking is that request's, never to be moved. */
+  sent?: boolean;
 }
 
 /** A permit used later than this after its slot is booked again (see OuraClient.send, and `rebook`). */
