@@ -113,19 +113,6 @@ describe('limiter (real Redis)', () => {
     assert.ok(count('reconcile') >= 30, `reconcile got ${count('reconcile')} permits in 2 s at 20/s`);
   });
 
-  test('a permit booked again (used too late) moves its booking: the slot it held is not lost', async () => {
-    const prefix = uniquePrefix('lim');
-    prefixes.push(prefix);
-    const l = createLimiter(redis, { app: { limit: 100, windowS: 1 }, prefix });
-    const log = `${prefix}:{limiter}:app:log`;
-    const first = await l.acquire('token-a');
-    const again = await l.acquire('token-a', { rebook: first });
-    assert.equal(again.member, first.member);
-    assert.equal(await redis.zcard(log), 1, 'one booking, moved');
-    await l.acquire('token-a');
-    assert.equal(await redis.zcard(log), 2, 'a fresh permit books a slot of its own');
-  });
-
   test('a pause holds every caller of the tier; a token pause holds only that token', async () => {
     const l = limiter({ app: { limit: 100, windowS: 1 } });
     await l.pause('token', 800, 'token-a');

@@ -230,13 +230,12 @@ export function createOuraClient(opts: OuraClientOptions) {
   ): Promise<{ status: number; headers: Headers; body: string }> {
     const lane = ropts.lane ?? laneOf(ropts.purpose ?? 'live');
     const tier = bearer === null ? null : limiterTier(bearer);
-    // A permit already spent (the same options passed again, e.g. work run again after a refresh) is not this request's.
-    let permit = ropts.permit?.sent ? undefined : ropts.permit;
+    let permit = ropts.permit;
     // A permit whose slot passed long ago (a stalled event loop, a slow query in
     // between) is not used: sent now, the request could land in Oura's window
-    // together with later slots. Its booking moves to a fresh slot instead.
+    // together with later slots. Take a fresh one instead.
     for (let tries = 0; !permit || (Date.now() - permit.slotAt > STALE_PERMIT_MS && tries < 3); tries++) {
-      permit = await opts.limiter.acquire(tier, { lane, ...(permit && !permit.sent ? { rebook: permit } : {}) });
+      permit = await opts.limiter.acquire(tier, { lane });
       opts.onPermit?.({ waitedMs: permit.waitedMs, lane });
     }
     if (bearer !== null) {
@@ -245,14 +244,12 @@ export function createOuraClient(opts: OuraClientOptions) {
       // then read the (refreshed) token again, a few times at most.
       let token = typeof bearer === 'string' ? bearer : await bearer.token();
       for (let tries = 0; typeof bearer !== 'string' && Date.now() - permit.slotAt > STALE_PERMIT_MS && tries < 2; tries++) {
-        permit = await opts.limiter.acquire(tier, { lane, rebook: permit });
+        permit = await opts.limiter.acquire(tier, { lane });
         opts.onPermit?.({ waitedMs: permit.waitedMs, lane });
         token = await bearer.token();
       }
       init = { ...init, headers: { ...(init.headers as Record<string, string>), authorization: `Bearer ${token}` } };
     }
-    // From here the booking is this request's: it is never moved again.
-    permit.sent = true;
     const started = Date.now();
     let res: Response;
     try {

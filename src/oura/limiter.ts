@@ -199,13 +199,9 @@ export interface Permit {
   waitedMs: number;
   /** When the slot began (local clock). A request sent much later would arrive off its slot. */
   slotAt: number;
-  /** The booking's id in the logs: a permit taken again with `rebook` moves its booking instead of adding one. */
-  member: string;
-  /** Set once a request went out under it: its booking is that request's, never to be moved. */
-  sent?: boolean;
 }
 
-/** A permit used later than this after its slot is booked again (see OuraClient.send, and `rebook`). */
+/** A permit used later than this after its slot is taken again (see OuraClient.send). */
 export const STALE_PERMIT_MS = 250;
 
 /** Default safety margin: 2.5% of the window, between 250 ms and 1 s. */
@@ -289,14 +285,11 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
      * endpoint and subscription calls pass null (application tier only). The
      * lane decides the request's place in the budget (see LANES).
      */
-    async acquire(tierName: string | null, options: { lane?: Lane; signal?: AbortSignal; rebook?: Permit } = {}): Promise<Permit> {
+    async acquire(tierName: string | null, options: { lane?: Lane; signal?: AbortSignal } = {}): Promise<Permit> {
       const started = Date.now();
       const lane = options.lane ?? 'live';
       const tokenId = tierName ? tokenKey(tierName) : null;
-      // A permit not used in its slot (see STALE_PERMIT_MS) is booked again
-      // under its own id: the script's ZADD moves the unused booking to the
-      // new slot, so the budget it held is not lost.
-      const member = options.rebook?.member ?? randomUUID();
+      const member = randomUUID();
       for (;;) {
         options.signal?.throwIfAborted();
         const { granted, paused, delayMs } = await tryAcquire(tokenId, lane, member);
@@ -316,7 +309,7 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
               continue;
             }
           }
-          return { waitedMs: Date.now() - started, slotAt: Date.now(), member };
+          return { waitedMs: Date.now() - started, slotAt: Date.now() };
         }
         // Not booked: come back a little before the slot could open, with jitter
         // so waiters from many processes do not all return at once.
