@@ -113,6 +113,21 @@ describe('limiter (real Redis)', () => {
     assert.ok(count('reconcile') >= 30, `reconcile got ${count('reconcile')} permits in 2 s at 20/s`);
   });
 
+  test('a permit whose caller woke up late says so: its slot is when it was booked, not when the caller woke', async () => {
+    const l = limiter({ app: { limit: 2, windowS: 1 } });
+    await l.acquire(null);
+    // The next slot is about 600 ms away: the caller sleeps on its booking.
+    const next = l.acquire(null);
+    await new Promise((r) => setTimeout(r, 100));
+    // A stalled event loop: the caller's timer fires about 600 ms late.
+    const stallUntil = Date.now() + 1100;
+    while (Date.now() < stallUntil);
+    const permit = await next;
+    const late = Date.now() - permit.slotAt;
+    assert.ok(late >= 400, `the permit shows it is ${late} ms past its slot`);
+    assert.ok(late > l.staleAfterMs, 'so the client takes a fresh one');
+  });
+
   test('a pause holds every caller of the tier; a token pause holds only that token', async () => {
     const l = limiter({ app: { limit: 100, windowS: 1 } });
     await l.pause('token', 800, 'token-a');

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { STALE_PERMIT_MS, type Lane, type Limiter, type Permit } from './limiter.js';
+import { type Lane, type Limiter, type Permit } from './limiter.js';
 import {
   documentPath,
   documentTypes,
@@ -234,7 +234,7 @@ export function createOuraClient(opts: OuraClientOptions) {
     // A permit whose slot passed long ago (a stalled event loop, a slow query in
     // between) is not used: sent now, the request could land in Oura's window
     // together with later slots. Take a fresh one instead.
-    for (let tries = 0; !permit || (Date.now() - permit.slotAt > STALE_PERMIT_MS && tries < 3); tries++) {
+    for (let tries = 0; !permit || (Date.now() - permit.slotAt > opts.limiter.staleAfterMs && tries < 3); tries++) {
       permit = await opts.limiter.acquire(tier, { lane });
       opts.onPermit?.({ waitedMs: permit.waitedMs, lane });
     }
@@ -243,7 +243,7 @@ export function createOuraClient(opts: OuraClientOptions) {
       // meanwhile. A refresh on the way makes the permit stale: take another,
       // then read the (refreshed) token again, a few times at most.
       let token = typeof bearer === 'string' ? bearer : await bearer.token();
-      for (let tries = 0; typeof bearer !== 'string' && Date.now() - permit.slotAt > STALE_PERMIT_MS && tries < 2; tries++) {
+      for (let tries = 0; typeof bearer !== 'string' && Date.now() - permit.slotAt > opts.limiter.staleAfterMs && tries < 2; tries++) {
         permit = await opts.limiter.acquire(tier, { lane });
         opts.onPermit?.({ waitedMs: permit.waitedMs, lane });
         token = await bearer.token();

@@ -197,11 +197,19 @@ export interface LimiterOptions {
 export interface Permit {
   /** Milliseconds waited for the permit. */
   waitedMs: number;
-  /** When the slot began (local clock). A request sent much later would arrive off its slot. */
+  /**
+   * When the slot began, on the local clock: when the limiter answered plus
+   * the delay it booked, not when the caller woke up, so a timer that fired
+   * late counts as lateness. A request sent much later would arrive off its slot.
+   */
   slotAt: number;
 }
 
-/** A permit used later than this after its slot is taken again (see OuraClient.send). */
+/**
+ * A permit used later than this after its slot is taken again (see
+ * OuraClient.send); each limiter uses less when its margin is small (see
+ * staleAfterMs).
+ */
 export const STALE_PERMIT_MS = 250;
 
 /** Default safety margin: 2.5% of the window, between 250 ms and 1 s. */
@@ -227,6 +235,10 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
   });
   const prefix = `${opts.prefix ?? 'oura-ingest'}:{limiter}`;
   const marginMs = opts.marginMs;
+  // Requests reach Oura some time after their slots, and the window's margin
+  // absorbs how much that time varies: a permit used at most this late leaves
+  // more than half the margin for the network and the far side.
+  const staleAfterMs = Math.min(STALE_PERMIT_MS, Math.floor(0.4 * (marginMs ?? defaultMargin(opts.app))));
   const maxAheadMs = opts.maxAheadMs ?? 8000;
   // Two slots' spacing (100-500 ms): background keeps the next slots free for live work.
   const backgroundMaxAheadMs = Math.min(maxAheadMs, Math.max(100, Math.min(500, Math.floor((2 * opts.app.windowS * 1000) / opts.app.limit))));
@@ -270,6 +282,8 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
   }
 
   return {
+    /** A permit whose slot began longer ago than this is not used: its request could arrive in a later window. */
+    staleAfterMs,
     /**
      * How far ahead the application tier is booked, in ms: 0 when a request
      * could go now; large when the budget is scarce.
@@ -293,6 +307,7 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
       for (;;) {
         options.signal?.throwIfAborted();
         const { granted, paused, delayMs } = await tryAcquire(tokenId, lane, member);
+        const answeredAt = Date.now();
         if (paused) {
           // Oura asked us to wait: sleep it out (with jitter so waiters do not return at once).
           await sleep(delayMs + Math.random() * 100, options.signal);
@@ -309,7 +324,7 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
               continue;
             }
           }
-          return { waitedMs: Date.now() - started, slotAt: Date.now() };
+          return { waitedMs: Date.now() - started, slotAt: answeredAt + delayMs };
         }
         // Not booked: come back a little before the slot could open, with jitter
         // so waiters from many processes do not all return at once.
