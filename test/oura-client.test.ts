@@ -84,3 +84,42 @@ describe('Oura client: a body that is not JSON, or not of the promised shape', (
     await rejectsAsBadResponse('refresh', shapeless.refresh('a-refresh-token'));
   });
 });
+
+describe('Oura client: a permit granted before a 429 elsewhere', () => {
+  test('its request waits out the pause another process set, and goes after it', async () => {
+    const arrivals: number[] = [];
+    const server = createServer((_req, res) => {
+      arrivals.push(Date.now());
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"id":"x","day":"2026-01-01"}');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const redisUrl = (await getServices()).redisUrl;
+    const redis = new Redis(redisUrl);
+    const prefix = uniquePrefix('client-pause');
+    try {
+      const limiter = createLimiter(redis, { app: { limit: 100, windowS: 1 }, prefix });
+      const client = createOuraClient({
+        apiBaseUrl: base,
+        tokenUrl: `${base}/oauth/token`,
+        clientId: 'id',
+        clientSecret: 'secret',
+        limiter,
+        log: pino({ level: 'silent' }),
+      });
+      const permit = await limiter.acquire('a-token');
+      // Another process got a 429 from Oura: the application tier stops for 800 ms.
+      const pausedAt = Date.now();
+      await limiter.pause('application', 800);
+      // The answer need not be a valid document: what matters is when the request arrived.
+      await client.getDocument('a-token', 'sleep', 'id-1', { permit }).catch(() => null);
+      assert.equal(arrivals.length, 1);
+      assert.ok(arrivals[0]! - pausedAt >= 750, `the request arrived ${arrivals[0]! - pausedAt} ms into an 800 ms pause`);
+    } finally {
+      await new Promise((r) => server.close(r));
+      await clearPrefix(redisUrl, prefix);
+      await redis.quit();
+    }
+  });
+});

@@ -230,24 +230,36 @@ export function createOuraClient(opts: OuraClientOptions) {
   ): Promise<{ status: number; headers: Headers; body: string }> {
     const lane = ropts.lane ?? laneOf(ropts.purpose ?? 'live');
     const tier = bearer === null ? null : limiterTier(bearer);
+    const stale = (p: Permit) => Date.now() - p.slotAt > opts.limiter.staleAfterMs;
     let permit = ropts.permit;
-    // A permit whose slot passed long ago (a stalled event loop, a slow query in
-    // between) is not used: sent now, the request could land in Oura's window
-    // together with later slots. Take a fresh one instead.
-    for (let tries = 0; !permit || (Date.now() - permit.slotAt > opts.limiter.staleAfterMs && tries < 3); tries++) {
-      permit = await opts.limiter.acquire(tier, { lane });
-      opts.onPermit?.({ waitedMs: permit.waitedMs, lane });
-    }
-    if (bearer !== null) {
-      // Read now, after the wait: a token read before it may have expired
-      // meanwhile. A refresh on the way makes the permit stale: take another,
-      // then read the (refreshed) token again, a few times at most.
-      let token = typeof bearer === 'string' ? bearer : await bearer.token();
-      for (let tries = 0; typeof bearer !== 'string' && Date.now() - permit.slotAt > opts.limiter.staleAfterMs && tries < 2; tries++) {
+    let token = typeof bearer === 'string' ? bearer : undefined;
+    // The request goes with a fresh permit, a token read after it, and no
+    // pause begun meanwhile; a few rounds at most.
+    // - A permit whose slot passed long ago (a stalled event loop, a slow query
+    //   in between) is not used: sent now, the request could land in Oura's
+    //   window together with later slots. Take a fresh one instead.
+    // - The token is read after the wait: one read before it may have expired
+    //   meanwhile. A refresh on the way makes the permit stale: take another,
+    //   then read the (refreshed) token again.
+    // - A 429 another process saw after this permit was granted pauses the
+    //   tier: wait it out with the others, instead of adding to it.
+    for (let round = 0; ; round++) {
+      let renewed = false;
+      if (!permit || (round < 3 && stale(permit))) {
         permit = await opts.limiter.acquire(tier, { lane });
         opts.onPermit?.({ waitedMs: permit.waitedMs, lane });
-        token = await bearer.token();
+        renewed = true;
       }
+      if (bearer !== null && typeof bearer !== 'string' && (renewed || token === undefined)) token = await bearer.token();
+      if (round >= 3) break;
+      if (stale(permit)) continue;
+      if ((await opts.limiter.pauseLeft(tier)) > 0) {
+        permit = undefined;
+        continue;
+      }
+      break;
+    }
+    if (token !== undefined) {
       init = { ...init, headers: { ...(init.headers as Record<string, string>), authorization: `Bearer ${token}` } };
     }
     const started = Date.now();
@@ -273,8 +285,9 @@ export function createOuraClient(opts: OuraClientOptions) {
     if (res.status >= 300) {
       const err = classifyResponse(res.status, res.headers, body, route);
       if (res.status === 429) {
-        log.warn({ route, tier: err.tier, retryAfterMs: err.retryAfterMs }, 'oura rate limit hit');
+        // The pause first: every process's next request waits for it.
         await opts.limiter.pause(err.tier ?? 'application', err.retryAfterMs ?? 1000, tier, err.opts.rateLimit);
+        log.warn({ route, tier: err.tier, retryAfterMs: err.retryAfterMs }, 'oura rate limit hit');
       }
       throw err;
     }

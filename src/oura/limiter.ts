@@ -281,6 +281,11 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
     return { granted: code === 1, paused: code === 2, delayMs: Math.max(0, delay) };
   }
 
+  async function pauseLeftOf(tokenId: string | null): Promise<number> {
+    const pauseKeys = [tierKeys('app')[1]!, ...(tokenId ? [tierKeys(tokenTier(tokenId))[1]!] : [])];
+    return (await cmd.ouraLimiterPauseLeft(pauseKeys.length, ...pauseKeys)) as number;
+  }
+
   return {
     /** A permit whose slot began longer ago than this is not used: its request could arrive in a later window. */
     staleAfterMs,
@@ -317,8 +322,7 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
           if (delayMs > 0) {
             await sleep(delayMs, options.signal);
             // A 429 may have paused the tier while this caller slept on its booking.
-            const pauseKeys = [tierKeys('app')[1]!, ...(tokenId ? [tierKeys(tokenTier(tokenId))[1]!] : [])];
-            const left = (await cmd.ouraLimiterPauseLeft(pauseKeys.length, ...pauseKeys)) as number;
+            const left = await pauseLeftOf(tokenId);
             if (left > 0) {
               await sleep(left, options.signal);
               continue;
@@ -330,6 +334,14 @@ export function createLimiter(redis: Redis, opts: LimiterOptions) {
         // so waiters from many processes do not all return at once.
         await sleep(Math.max(50, Math.min(delayMs - aheadOf(lane) / 2, 5000)) + Math.random() * 100, options.signal);
       }
+    },
+    /**
+     * Milliseconds left of a pause (a 429) holding the application tier or
+     * `tierName`'s token tier; 0 when none. A permit granted before another
+     * process saw the 429 is checked with this just before its request goes.
+     */
+    async pauseLeft(tierName: string | null): Promise<number> {
+      return Math.max(0, await pauseLeftOf(tierName ? tokenKey(tierName) : null));
     },
     /**
      * Redis came back (a failover, a restart): bookings acknowledged by the
