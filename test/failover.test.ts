@@ -57,6 +57,8 @@ before(async () => {
       `sentinel monitor ${NAME} 127.0.0.1 ${master} 1`,
       `sentinel down-after-milliseconds ${NAME} 1000`,
       `sentinel failover-timeout ${NAME} 5000`,
+      // Told at once, instead of learning it from the master's INFO some seconds later.
+      `sentinel known-replica ${NAME} 127.0.0.1 ${replica}`,
       '',
     ].join('\n'),
   );
