@@ -1,6 +1,5 @@
 import { loadConfig, orExit } from './config.js';
 import { createDeps } from './deps.js';
-import { buildApp } from './server/app.js';
 import { createWorkerStatusServer } from './server/worker-status.js';
 import { startWorkers } from './workers/index.js';
 
@@ -18,7 +17,8 @@ const log = deps.log.child({ module: 'main', mode });
 /** Longest a shutdown may take before the process exits anyway. */
 const SHUTDOWN_BOUND_MS = 25_000;
 
-const app = mode === 'worker' ? null : await buildApp(deps);
+// Imported only where it runs: a worker process starts without the HTTP app's modules (fastify, the dashboard).
+const app = mode === 'worker' ? null : await (await import('./server/app.js')).buildApp(deps);
 const workers = mode === 'api' ? null : startWorkers(deps);
 if (app) {
   try {
