@@ -86,8 +86,8 @@ describe('CLI (npm run cli -- <command>)', { concurrency: true }, () => {
   test('subscriptions sync creates them with progress; subscriptions list shows them', async () => {
     const first = await cli(['subscriptions', 'sync']);
     assert.equal(first.code, 0, first.stderr);
-    assert.match(first.stdout, /^CHANGE\s+DATA TYPE\s+EVENT\s+EXPIRES\s+ID\n/);
-    assert.match(first.stdout, new RegExp(`created ${WANTED}, replaced 0, renewed 0, removed 0, unchanged 0, failed 0\\n$`));
+    assert.match(first.stdout, /^CHANGE\s+DATA TYPE\s+EVENT\s+EXPIRES\s+ID\s+CALLBACK\n/);
+    assert.match(first.stdout, new RegExp(`created ${WANTED}, replaced 0, renewed 0, removed 0, unchanged 0, left alone 0, failed 0\\n$`));
     assert.match(first.stderr, new RegExp(`syncing subscriptions ${WANTED}/${WANTED}`), 'progress on stderr');
     assert.equal((await stack.simJson('GET', '/_sim/subscriptions')).length, WANTED);
 
@@ -98,6 +98,19 @@ describe('CLI (npm run cli -- <command>)', { concurrency: true }, () => {
     assert.equal(lines.length, WANTED + 2, 'header, one line per subscription, total');
     assert.ok(lines.some((l) => /^daily_sleep\s+create\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ\s+\S+\s+http:\/\/127\.0\.0\.1:\d+\/webhooks\/oura$/.test(l)));
     assert.equal(lines.at(-1), `${WANTED} subscriptions`);
+
+    // Another deployment of the app points one pair elsewhere: left alone, and said so; --take-over repoints it.
+    const theirs = [...stack.sim.state.subscriptions.values()].find((s) => s.data_type === 'daily_sleep' && s.event_type === 'create')!;
+    theirs.callback_url = 'https://staging.example/webhooks/oura';
+    const polite = await cli(['subscriptions', 'sync']);
+    assert.equal(polite.code, 0, polite.stderr);
+    assert.match(polite.stdout, new RegExp(`\\nleft alone\\s+daily_sleep\\s+create\\s+.*${theirs.id}\\s+https://staging\\.example/webhooks/oura\\n`));
+    assert.match(polite.stdout, /left alone 1, failed 0\n1 subscription calling back another URL left alone \(--take-over repoints them\)\n$/);
+    const takeOver = await cli(['subscriptions', 'sync', '--take-over']);
+    assert.equal(takeOver.code, 0, takeOver.stderr);
+    assert.match(takeOver.stdout, /left alone 0, failed 0\n$/);
+    assert.equal(takeOver.stdout.includes(theirs.id), true, 'the change names it');
+    assert.ok((await stack.simJson('GET', '/_sim/subscriptions')).every((s: { callback_url: string }) => !s.callback_url.includes('staging')));
   });
 
   test('users list shows the user; users delete disconnects one', async () => {

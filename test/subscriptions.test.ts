@@ -66,7 +66,7 @@ describe('webhook subscriptions: sync against the simulator', () => {
   const sync = async () => {
     const res = await admin('POST', '/admin/subscriptions/sync');
     assert.equal(res.status, 200, JSON.stringify(res.body));
-    return res.body as Record<'created' | 'renewed' | 'replaced' | 'unchanged' | 'removed', Sub[]> & { failed: unknown[] };
+    return res.body as Record<'created' | 'renewed' | 'replaced' | 'unchanged' | 'removed' | 'left', Sub[]> & { failed: unknown[] };
   };
   const simSubs = async (): Promise<Sub[]> => stack.simJson('GET', '/_sim/subscriptions');
   const verifications = () => proxy.seen.filter((s) => s.method === 'GET' && s.url.pathname === '/webhooks/oura');
@@ -76,6 +76,16 @@ describe('webhook subscriptions: sync against the simulator', () => {
     return s;
   };
   const ids = (subs: Sub[]) => subs.map((s) => s.id).sort();
+  /** A subscription made straight at Oura, as another deployment of the app would. */
+  const createAtOura = async (callbackUrl: string, eventType: string, dataType: string): Promise<Sub> => {
+    const res = await fetch(`${stack.sim.url}/v2/webhook/subscription`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-client-id': TEST_SECRETS.OURA_CLIENT_ID, 'x-client-secret': TEST_SECRETS.OURA_CLIENT_SECRET },
+      body: JSON.stringify({ callback_url: callbackUrl, verification_token: TEST_SECRETS.OURA_WEBHOOK_VERIFICATION_TOKEN, event_type: eventType, data_type: dataType }),
+    });
+    assert.equal(res.status, 201);
+    return (await res.json()) as Sub;
+  };
 
   before(async () => {
     let target = '';
@@ -155,27 +165,63 @@ describe('webhook subscriptions: sync against the simulator', () => {
     assert.equal(r.unchanged.length, WANTED.length - 2);
   });
 
-  test('a subscription with another callback is replaced, duplicates are removed', async () => {
-    const moved = simSub('create/sleep');
-    moved.callback_url = 'https://old-deployment.example/webhooks/oura';
-    // A duplicate for one pair, made straight at Oura.
-    const dup = await fetch(`${stack.sim.url}/v2/webhook/subscription`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-client-id': TEST_SECRETS.OURA_CLIENT_ID, 'x-client-secret': TEST_SECRETS.OURA_CLIENT_SECRET },
-      body: JSON.stringify({ callback_url: callback, verification_token: TEST_SECRETS.OURA_WEBHOOK_VERIFICATION_TOKEN, event_type: 'delete', data_type: 'sleep' }),
-    });
-    assert.equal(dup.status, 201);
+  test("another deployment's subscriptions are left alone; duplicates of ours are removed", async () => {
+    // A staging deployment of the same Oura app subscribed for one pair …
+    const staging = 'https://staging.example/webhooks/oura';
+    const theirs = simSub('create/sleep');
+    theirs.callback_url = staging;
+    // … and we hold a duplicate for another, made straight at Oura.
+    const original = simSub('delete/sleep');
+    const dup = await createAtOura(callback, 'delete', 'sleep');
     assert.equal((await simSubs()).length, WANTED.length + 1);
     const checks = verifications().length;
 
     const r = await sync();
-    assert.deepEqual(r.replaced.map((s) => [s.id, s.callback_url]), [[moved.id, callback]]);
+    assert.deepEqual(r.left.map((s) => [s.id, s.callback_url]), [[theirs.id, staging]], 'reported as left alone');
+    assert.deepEqual(r.created.map(pairOf), ['create/sleep'], 'we get our own for that pair');
     assert.deepEqual(r.removed.map(pairOf), ['delete/sleep']);
-    assert.deepEqual([r.created, r.renewed, r.failed], [[], [], []]);
+    assert.deepEqual([r.removed[0]!.id, simSub('delete/sleep').id].sort(), [original.id, dup.id].sort(), 'one of the two is kept');
+    assert.deepEqual([r.replaced, r.renewed, r.failed], [[], [], []]);
     const subs = await simSubs();
-    assert.deepEqual(subs.map(pairOf).sort(), [...WANTED].sort(), 'one per pair again');
+    assert.deepEqual(subs.filter((s) => s.callback_url === callback).map(pairOf).sort(), [...WANTED].sort(), 'one of ours per pair');
+    assert.deepEqual(subs.filter((s) => s.callback_url !== callback).map((s) => [s.id, s.callback_url]), [[theirs.id, staging]], "staging's is untouched");
+    assert.equal(verifications().length, checks + 1, 'our new one was verified against our API');
+
+    const again = await sync();
+    assert.deepEqual([again.created, again.replaced, again.removed, again.failed], [[], [], [], []], 'a second sync changes nothing');
+    assert.deepEqual(again.left.map((s) => s.id), [theirs.id]);
+  });
+
+  test('take_over repoints another callback where we have none, and removes the rest', async () => {
+    // The staging subscription for create/sleep stays from the test before; for update/sleep, only staging's exists.
+    const staging = 'https://staging.example/webhooks/oura';
+    const only = simSub('update/sleep');
+    only.callback_url = staging;
+    const stagingPair = [...stack.sim.state.subscriptions.values()].find((x) => pairOf(x) === 'create/sleep' && x.callback_url === staging);
+    assert.ok(stagingPair);
+
+    const refused = await fetch(`${stack.apiUrl}/admin/subscriptions/sync`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TEST_SECRETS.ADMIN_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ take_over: 'yes' }),
+    });
+    assert.equal(refused.status, 400);
+    assert.equal(((await refused.json()) as { code: string }).code, 'invalid_body');
+    assert.equal(simSub('update/sleep').callback_url, staging, 'a refused request changes nothing');
+
+    const res = await fetch(`${stack.apiUrl}/admin/subscriptions/sync`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TEST_SECRETS.ADMIN_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ take_over: true }),
+    });
+    assert.equal(res.status, 200);
+    const r = (await res.json()) as Record<'created' | 'replaced' | 'removed' | 'left' | 'failed', Sub[]>;
+    assert.deepEqual(r.replaced.map((s) => [s.id, s.callback_url]), [[only.id, callback]]);
+    assert.deepEqual(r.removed.map((s) => s.id), [stagingPair.id]);
+    assert.deepEqual([r.created, r.left, r.failed], [[], [], []]);
+    const subs = await simSubs();
+    assert.deepEqual(subs.map(pairOf).sort(), [...WANTED].sort(), 'one per pair');
     assert.ok(subs.every((s) => s.callback_url === callback));
-    assert.equal(verifications().length, checks + 1, 'the replaced callback was verified against our API');
   });
 
   test('GET /admin/subscriptions lists them with their expiry; the daily task keeps them in sync', async () => {

@@ -18,6 +18,7 @@ interface Options {
   limit?: number;
   days?: number;
   detach?: boolean;
+  takeOver?: boolean;
 }
 
 interface Command {
@@ -191,23 +192,24 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   'subscriptions sync': {
-    usage: 'subscriptions sync',
-    summary: 'one subscription per ingested (event type, data type); renew what expires within 7 days',
+    usage: 'subscriptions sync [--take-over]',
+    summary: 'one subscription per ingested (event type, data type), renewed within 7 days of expiry; other callbacks left alone',
     args: [0, 0],
     async run(deps, _args, opts) {
       const { syncAppSubscriptions } = await import('../admin/subscriptions.js');
-      const r = await syncAppSubscriptions(deps, { onProgress: progress('syncing subscriptions') });
+      const r = await syncAppSubscriptions(deps, { onProgress: progress('syncing subscriptions'), takeOver: opts.takeOver === true });
       if (opts.json) json(r);
       else {
-        const changes = (['created', 'replaced', 'renewed', 'removed'] as const).flatMap((what) =>
-          r[what].map((s) => [what, s.data_type, s.event_type, when(s.expiration_time), s.id]),
+        const rows = (['created', 'replaced', 'renewed', 'removed', 'left'] as const).flatMap((what) =>
+          r[what].map((s) => [what === 'left' ? 'left alone' : what, s.data_type, s.event_type, when(s.expiration_time), s.id, s.callback_url]),
         );
-        if (changes.length > 0) out(table(['CHANGE', 'DATA TYPE', 'EVENT', 'EXPIRES', 'ID'], changes));
+        if (rows.length > 0) out(table(['CHANGE', 'DATA TYPE', 'EVENT', 'EXPIRES', 'ID', 'CALLBACK'], rows));
         for (const f of r.failed) out(`failed: ${f.data_type}/${f.event_type}: ${f.error}\n`);
         out(
           `created ${r.created.length}, replaced ${r.replaced.length}, renewed ${r.renewed.length}, ` +
-            `removed ${r.removed.length}, unchanged ${r.unchanged.length}, failed ${r.failed.length}\n`,
+            `removed ${r.removed.length}, unchanged ${r.unchanged.length}, left alone ${r.left.length}, failed ${r.failed.length}\n`,
         );
+        if (r.left.length > 0) out(`${plural(r.left.length, 'subscription')} calling back another URL left alone (--take-over repoints them)\n`);
       }
       if (r.failed.length > 0) {
         process.stderr.write(`error: ${plural(r.failed.length, 'subscription')} could not be synced; first: ${r.failed[0]!.error}\n`);
@@ -275,6 +277,7 @@ function help(): string {
     '  --limit N    failed list: at most N jobs (default 100)',
     '  --days N     users backfill: days of history to load (default BACKFILL_DAYS)',
     '  --detach     users backfill: start it and return without waiting',
+    '  --take-over  subscriptions sync: also repoint subscriptions that call back another URL',
     '',
     'Configuration comes from the environment, as for the service (DATABASE_URL, REDIS_URL, …).',
     'Exit codes: 0 done, 1 the operation failed, 2 bad input or configuration.',
@@ -300,6 +303,7 @@ function parse(argv: string[]): { command: 'help' } | { command: Command; args: 
       if (!v || !Number.isInteger(n) || n < 1 || n > 3650) throw new UsageError('--days expects a whole number from 1 to 3650');
       opts.days = n;
     } else if (a === '--detach') opts.detach = true;
+    else if (a === '--take-over') opts.takeOver = true;
     else if (a.startsWith('-')) throw new UsageError(`unknown option ${a}`);
     else words.push(a);
   }

@@ -94,11 +94,16 @@ export interface SubscriptionRef {
 export interface SyncResult {
   created: SubscriptionRef[];
   renewed: SubscriptionRef[];
-  /** Had another callback URL; now points at ours. */
+  /** Had another callback URL; now points at ours (take-over only). */
   replaced: SubscriptionRef[];
   unchanged: SubscriptionRef[];
   /** Duplicates for a pair that already had one. */
   removed: SubscriptionRef[];
+  /**
+   * Calling back another URL (another deployment sharing this Oura app, a
+   * staging one say), so not ours to change: untouched, unless take-over.
+   */
+  left: SubscriptionRef[];
   failed: Array<{ event_type: string; data_type: string; error: string }>;
 }
 
@@ -112,6 +117,12 @@ export interface SyncOptions {
   now?: () => number;
   /** Called after each (event_type, data_type) pair. */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Also take over subscriptions that call back another URL: repoint one per
+   * pair at ours and remove the rest. Without it they are left alone (and
+   * reported), since another deployment of the same Oura app relies on them.
+   */
+  takeOver?: boolean;
 }
 
 export const RENEW_WITHIN_MS = 7 * 24 * 3600 * 1000;
@@ -130,25 +141,29 @@ const expiresAt = (s: Subscription): number => {
 };
 
 /**
- * Ensures exactly one subscription per wanted (event_type, data_type), calling
+ * Ensures exactly one subscription per wanted (event_type, data_type) calling
  * back `callbackUrl` with our verification token. Idempotent: a second run
- * changes nothing. Per pair: duplicates are removed (keeping the one with our
- * callback that lives longest), a subscription with another callback is
- * pointed at ours, and one whose `expiration_time` falls within
- * `renewWithinMs` is renewed. A pair that fails is reported and the others
+ * changes nothing. Per pair: duplicates of ours are removed (keeping the one
+ * that lives longest), and one whose `expiration_time` falls within
+ * `renewWithinMs` is renewed. Subscriptions calling back another URL are left
+ * alone, unless `takeOver`: then one is pointed at ours when we have none,
+ * and the rest are removed. A pair that fails is reported and the others
  * still run; only a failure to list stops the sync.
  */
 export async function syncSubscriptions(client: SubscriptionsClient, opts: SyncOptions): Promise<SyncResult> {
   const now = opts.now ?? Date.now;
   const renewWithinMs = opts.renewWithinMs ?? RENEW_WITHIN_MS;
-  const result: SyncResult = { created: [], renewed: [], replaced: [], unchanged: [], removed: [], failed: [] };
+  const result: SyncResult = { created: [], renewed: [], replaced: [], unchanged: [], removed: [], left: [], failed: [] };
   const existing = await client.list();
   const wanted = wantedSubscriptions();
   const ours = { callbackUrl: opts.callbackUrl, verificationToken: opts.verificationToken };
 
   async function syncPair(pair: { event_type: string; data_type: string }): Promise<void> {
-    const matching = existing
-      .filter((s) => s.event_type === pair.event_type && s.data_type === pair.data_type)
+    const ofPair = existing.filter((s) => s.event_type === pair.event_type && s.data_type === pair.data_type);
+    if (!opts.takeOver) result.left.push(...ofPair.filter((s) => s.callback_url !== opts.callbackUrl).map(ref));
+    // Ours first, then by how long they live: the first is kept, the rest removed.
+    const matching = ofPair
+      .filter((s) => opts.takeOver || s.callback_url === opts.callbackUrl)
       .sort((a, b) => Number(b.callback_url === opts.callbackUrl) - Number(a.callback_url === opts.callbackUrl) || expiresAt(b) - expiresAt(a));
     const create = () => client.create({ ...ours, eventType: pair.event_type, dataType: pair.data_type });
     let keep = matching[0];
@@ -217,11 +232,12 @@ export const callbackUrl = (config: Pick<AppSubscriptionConfig, 'PUBLIC_BASE_URL
 /** One subscription per ingested (event_type, data_type) calling PUBLIC_BASE_URL/webhooks/oura; see syncSubscriptions. */
 export function syncAppSubscriptions(
   deps: { subscriptions: SubscriptionsClient; config: AppSubscriptionConfig },
-  input: { onProgress?: (done: number, total: number) => void } = {},
+  input: { onProgress?: (done: number, total: number) => void; takeOver?: boolean } = {},
 ): Promise<SyncResult> {
   return syncSubscriptions(deps.subscriptions, {
     callbackUrl: callbackUrl(deps.config),
     verificationToken: deps.config.OURA_WEBHOOK_VERIFICATION_TOKEN,
     onProgress: input.onProgress,
+    takeOver: input.takeOver,
   });
 }

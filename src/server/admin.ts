@@ -24,6 +24,9 @@ const FailedQuery = z.object({
  * <ADMIN_TOKEN>`. Routes stay thin: the operations live in src/admin/ and are
  * shared with the CLI.
  */
+/** `{"take_over": true}`: also repoint subscriptions that call back another URL (see syncSubscriptions). */
+const SyncBody = z.object({ take_over: z.boolean().optional() }).strict();
+
 /** `{"days": N}`: how much history to load (default BACKFILL_DAYS). */
 const BackfillBody = z.object({ days: z.number().int().min(1).max(3650).optional() }).strict();
 
@@ -64,5 +67,8 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRoutesOptions
     subscriptions: await viaOura('list subscriptions', () => listSubscriptions(deps)),
   }));
 
-  app.post('/subscriptions/sync', async () => viaOura('list subscriptions', () => syncAppSubscriptions(deps)));
+  app.post('/subscriptions/sync', async (req) => {
+    const body = parseOr(SyncBody, req.body ?? {}, 'invalid_body');
+    return viaOura('list subscriptions', () => syncAppSubscriptions(deps, { takeOver: body.take_over === true }));
+  });
 }
