@@ -85,6 +85,11 @@ export const Config = z
       .pipe(z.array(base64Key))
       .default([]),
     ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters'),
+    /** The admin surfaces only look: the API's changing routes answer 403, the queue dashboard cannot pause, retry, clean or obliterate. */
+    ADMIN_READONLY: z
+      .enum(['true', 'false'], { error: 'expected true or false' })
+      .transform((v) => v === 'true')
+      .default(false),
     OURA_APP_RATE_LIMIT: rateLimit.default({ limit: 5000, windowS: 300 }),
     /**
      * The share of OURA_APP_RATE_LIMIT each background lane keeps in every

@@ -90,4 +90,67 @@ describe('queue dashboard (Bull Board at /admin/queues)', () => {
     const job = await get(`/admin/queues/api/queues/oura-events/${eventJobId(4242)}`, null);
     assert.equal(job.status, 401, 'a job is not readable without the token');
   });
+
+  test('the page and its stylesheets make the browser call no other host', async () => {
+    const auth = `Bearer ${TEST_SECRETS.ADMIN_TOKEN}`;
+    const page = await get('/admin/queues', auth);
+    assert.equal(page.status, 200);
+    const links = [...page.text.matchAll(/\b(?:href|src)="([^"]*)"/g)].map((m) => m[1]!);
+    assert.ok(links.some((l) => l.endsWith('.css')) && links.some((l) => l.endsWith('.js')), 'the page links its assets');
+    for (const link of links.filter((l) => l !== '/admin/queues/')) {
+      assert.doesNotMatch(link, /^(?:[a-z]+:)?\/\//i, `${link} is on this server`);
+      const asset = await get(`/admin/queues/${link.replace(/^\/admin\/queues\//, '')}`, auth);
+      assert.equal(asset.status, 200, link);
+      if (link.endsWith('.css')) assert.doesNotMatch(asset.text, /(?:@import|url\()\s*["']?(?:https?:)?\/\//i, `${link} loads nothing from elsewhere`);
+    }
+  });
+});
+
+describe('queue dashboard and admin API with ADMIN_READONLY=true', () => {
+  let stack: Stack;
+  const auth = { authorization: `Bearer ${TEST_SECRETS.ADMIN_TOKEN}` };
+  before(async () => {
+    stack = await startStack({ label: 'dashboard-ro', inProcessWorker: false, env: { ADMIN_READONLY: 'true' } });
+  });
+  after(async () => {
+    await stack?.close();
+  });
+
+  test('they show everything and change nothing', async () => {
+    await stack.deps.queue.add('fetch', { eventId: 7 }, { jobId: eventJobId(7) });
+    const api = await fetch(`${stack.apiUrl}/admin/queues/api/queues?activeQueue=oura-events&status=waiting&page=1`, { headers: auth });
+    assert.equal(api.status, 200);
+    const queues = ((await api.json()) as { queues: Array<{ name: string; readOnlyMode: boolean; jobs: unknown[] }> }).queues;
+    assert.ok(queues.every((q) => q.readOnlyMode), 'the UI is told: no buttons that change');
+    assert.equal(queues.find((q) => q.name === 'oura-events')!.jobs.length, 1);
+
+    const changes: Array<[string, string, unknown?]> = [
+      ['PUT', '/admin/queues/api/queues/oura-events/pause'],
+      ['PUT', '/admin/queues/api/queues/pause'],
+      ['PUT', '/admin/queues/api/queues/oura-events/clean/waiting'],
+      ['PUT', '/admin/queues/api/queues/oura-events/empty'],
+      ['PUT', '/admin/queues/api/queues/oura-events/obliterate'],
+      ['POST', '/admin/queues/api/queues/oura-events/add', { name: 'fetch', data: { eventId: 8 } }],
+      ['PUT', `/admin/queues/api/queues/oura-events/${eventJobId(7)}/promote`],
+      ['POST', '/admin/subscriptions/sync', {}],
+      ['POST', '/admin/failed/replay', {}],
+      ['DELETE', '/admin/users/00000000-0000-0000-0000-000000000000'],
+    ];
+    for (const [method, path, body] of changes) {
+      const res = await fetch(`${stack.apiUrl}${path}`, {
+        method,
+        headers: body === undefined ? auth : { ...auth, 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      assert.equal(res.status, 403, `${method} ${path}`);
+      assert.equal(((await res.json()) as { code: string }).code, 'admin_readonly', `${method} ${path}`);
+    }
+    assert.equal(await stack.deps.queue.isPaused(), false);
+    assert.deepEqual((await stack.deps.queue.getWaiting()).map((j) => j.id), [eventJobId(7)], 'the job is still there, alone');
+
+    const users = await fetch(`${stack.apiUrl}/admin/users`, { headers: auth });
+    assert.equal(users.status, 200, 'reading still works');
+    const anonymous = await fetch(`${stack.apiUrl}/admin/queues/api/queues/oura-events/pause`, { method: 'PUT' });
+    assert.equal(anonymous.status, 401, 'the token is still asked for first');
+  });
 });

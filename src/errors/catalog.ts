@@ -17,6 +17,7 @@ export const ERROR_STATUS = {
   invalid_timestamp: 401,
   stale_timestamp: 401,
   invalid_verification_token: 401,
+  admin_readonly: 403,
   not_found: 404,
   method_not_allowed: 405,
   payload_too_large: 413,

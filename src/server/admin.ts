@@ -10,6 +10,8 @@ import { AppError, parseOr, viaOura } from '../errors/catalog.js';
 
 export interface AdminRoutesOptions {
   adminToken: string;
+  /** Only the routes that read answer; the others 403 (ADMIN_READONLY). */
+  readonly?: boolean;
   deps: Deps;
 }
 
@@ -36,6 +38,9 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRoutesOptions
   app.addHook('onRequest', async (req) => {
     if (!isAdmin(req.headers.authorization, opts.adminToken)) {
       throw new AppError('unauthorized', 'admin routes need Authorization: Bearer <ADMIN_TOKEN>');
+    }
+    if (opts.readonly && req.method !== 'GET' && req.method !== 'HEAD') {
+      throw new AppError('admin_readonly', 'the admin API is read-only here (ADMIN_READONLY=true): use the CLI where changes are allowed');
     }
   });
 

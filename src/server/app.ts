@@ -62,9 +62,10 @@ export async function buildApp(deps: Deps, opts: { trustProxy?: boolean } = {}):
     tokens: deps.tokens,
     onConnected: (userId) => onUserConnected(deps, userId),
   });
-  await app.register(adminRoutes, { prefix: '/admin', adminToken: deps.config.ADMIN_TOKEN, deps });
+  await app.register(adminRoutes, { prefix: '/admin', adminToken: deps.config.ADMIN_TOKEN, readonly: deps.config.ADMIN_READONLY, deps });
   await app.register(queuesDashboard, {
     adminToken: deps.config.ADMIN_TOKEN,
+    readonly: deps.config.ADMIN_READONLY,
     queues: [deps.intakeQueue, deps.queue, deps.backfillQueue, deps.refreshQueues.timeseries, deps.refreshQueues.reconcile, deps.maintenanceQueue],
   });
   return app;
