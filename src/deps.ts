@@ -136,6 +136,9 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
     backfillProgress: () => backfill.all(),
     lastWebhookAt: () => events.lastReceivedAt(),
     budgetBacklog: () => budgetBacklog({ config, users, events }),
+    usersByStatus: () => users.countByStatus(),
+    readiness: () => readiness(),
+    settings: { freshnessTargetS: config.FRESHNESS_TARGET_S, budgetPerS: config.OURA_APP_RATE_LIMIT.limit / config.OURA_APP_RATE_LIMIT.windowS },
   });
 
   const workerOutages = createOutageLog(log, 'redis (workers)');

@@ -115,6 +115,11 @@ export function registerCollectors(
     lastWebhookAt: () => Promise<Date | null>;
     /** Work waiting by purpose (src/budget/report.ts). */
     budgetBacklog: () => Promise<Record<string, { items: number; oldestWaitS: number | null }>>;
+    usersByStatus: () => Promise<Record<string, number>>;
+    /** The /readyz checks (Postgres, Redis, migrations). */
+    readiness: () => Promise<Record<string, boolean>>;
+    /** Settings alert rules compare against (FRESHNESS_TARGET_S, OURA_APP_RATE_LIMIT). */
+    settings: { freshnessTargetS: number; budgetPerS: number };
   },
 ): void {
   const { registry } = metrics;
@@ -217,6 +222,40 @@ export function registerCollectors(
       }
     },
   });
+  new Gauge({
+    name: 'oura_ingest_users',
+    help: 'Connected users by status (active, reauth_required, disconnected, …)',
+    labelNames: ['status'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      try {
+        for (const [status, n] of Object.entries(await scrapeTimeout(sources.usersByStatus()))) this.set({ status }, n);
+      } catch {
+        /* Postgres down */
+      }
+    },
+  });
+  new Gauge({
+    name: 'oura_ingest_ready',
+    help: 'What /readyz says, by check (postgres, redis, migrations): 1 passing, 0 failing',
+    labelNames: ['check'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const [check, ok] of Object.entries(await sources.readiness())) this.set({ check }, ok ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'oura_ingest_freshness_target_seconds',
+    help: 'FRESHNESS_TARGET_S: how long a live event may wait before it is served',
+    registers: [registry],
+  }).set(sources.settings.freshnessTargetS);
+  new Gauge({
+    name: 'oura_ingest_budget_requests_per_second',
+    help: 'The application budget (OURA_APP_RATE_LIMIT) as requests per second, for comparing with the rate of oura_ingest_oura_requests_total',
+    registers: [registry],
+  }).set(sources.settings.budgetPerS);
   new Gauge({
     name: 'oura_ingest_seconds_since_last_webhook',
     help: 'Seconds since the newest webhook delivery was recorded (-1: none yet); alert when large while users are active',

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { repoRoot } from '../dev/service.js';
 import { createDeps } from '../src/deps.js';
 import { buildApp } from '../src/server/app.js';
 import { createWorkerStatusServer } from '../src/server/worker-status.js';
@@ -22,7 +25,20 @@ const FAMILIES = [
   'oura_ingest_events_per_request',
   'oura_ingest_seconds_since_last_webhook',
   'oura_ingest_webhook_events_unqueued_total',
+  'oura_ingest_users',
+  'oura_ingest_ready',
+  'oura_ingest_freshness_target_seconds',
+  'oura_ingest_budget_requests_per_second',
 ];
+
+/** Every oura_ingest_… name the alert rules and the Grafana dashboard query. */
+function namesInDeployPack(): Map<string, string> {
+  const names = new Map<string, string>();
+  for (const file of ['deploy/prometheus/alerts.yml', 'deploy/grafana/oura-ingest.json']) {
+    for (const m of readFileSync(path.join(repoRoot, file), 'utf8').matchAll(/\boura_ingest_[a-z0-9_]+/g)) names.set(m[0], file);
+  }
+  return names;
+}
 
 /** `name{labels} value` samples of one family. */
 function samples(text: string, name: string): Array<{ labels: string; value: number }> {
@@ -86,6 +102,28 @@ describe('observability', () => {
     assert.ok(perRequest > 0, `events per request ${perRequest}`);
     const silence = samples(text, 'oura_ingest_seconds_since_last_webhook')[0]!.value;
     assert.ok(silence >= 0 && silence < 60, `seconds since last webhook ${silence}`);
+    const users = samples(text, 'oura_ingest_users');
+    assert.ok(users.some((s) => s.labels === '{status="active"}' && s.value >= 1), 'users by status');
+    assert.ok(users.some((s) => s.labels === '{status="reauth_required"}'), 'every status, 0 when none');
+    assert.deepEqual(samples(text, 'oura_ingest_ready').map((s) => [s.labels, s.value]).sort(), [
+      ['{check="migrations"}', 1],
+      ['{check="postgres"}', 1],
+      ['{check="redis"}', 1],
+    ]);
+    assert.equal(samples(text, 'oura_ingest_freshness_target_seconds')[0]!.value, stack.deps.config.FRESHNESS_TARGET_S);
+    const limit = stack.deps.config.OURA_APP_RATE_LIMIT;
+    assert.equal(samples(text, 'oura_ingest_budget_requests_per_second')[0]!.value, limit.limit / limit.windowS);
+
+    // Every metric the alert rules and the dashboard query is one this service exports.
+    const exported = new Set<string>();
+    for (const m of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
+      exported.add(m[1]!);
+      if (m[2] === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) exported.add(`${m[1]}${suffix}`);
+    }
+    const used = namesInDeployPack();
+    assert.ok(used.size >= 15, `the pack queries ${used.size} metrics`);
+    for (const [name, file] of used) assert.ok(exported.has(name), `${file} queries ${name}, which /metrics does not export`);
+
     // Nothing in the metrics names a user or a document.
     assert.equal(text.includes(userId), false);
     for (const d of docs) assert.equal(text.includes(d.id), false);

@@ -1,6 +1,6 @@
 import { and, eq, sql } from 'drizzle-orm';
 import type { Db } from './index.js';
-import { users, type UserStatus } from './schema/core.js';
+import { USER_STATUSES, users, type UserStatus } from './schema/core.js';
 
 /** The background refreshes the planner schedules per user (src/queues/refresh.ts). */
 export type RefreshKind = 'reconcile' | 'timeseries';
@@ -164,6 +164,14 @@ export function createUsersRepo(db: Db) {
                         (select received_at from oura.webhook_events order by id desc limit 1)) as last`);
       const row = result.rows[0]!;
       return { active: row.active, lastWebhookAt: row.last ? new Date(row.last) : null };
+    },
+
+    /** How many users are in each status (every status, 0 when none). */
+    async countByStatus(): Promise<Record<UserStatus, number>> {
+      const result = await db.execute<{ status: UserStatus; n: number }>(sql`select status, count(*)::int as n from oura.users group by status`);
+      const counts = Object.fromEntries(USER_STATUSES.map((s) => [s, 0])) as Record<UserStatus, number>;
+      for (const r of result.rows) counts[r.status] = r.n;
+      return counts;
     },
 
     /** Every user's token ciphertexts (for key rotation). */
