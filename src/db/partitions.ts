@@ -90,6 +90,13 @@ async function partitionTable(pool: pg.Pool, table: PartitionedSeries, now: Date
     await client.query(`alter table oura.${ident(legacy)} rename constraint ${ident(pk.name)} to ${ident(`${legacy}_pkey`)}`);
     await client.query(`create table ${q} (like oura.${ident(legacy)} including defaults) partition by range ("timestamp")`);
     for (const r of rows) await client.query(`alter table ${q} add constraint ${ident(r.name)} ${r.def}`);
+    // Who may read or write it (oura_reader, say) carries over: the grants follow the name.
+    const grants = await client.query<{ grantee: string; privilege: string }>(
+      `select grantee, privilege_type as privilege from information_schema.role_table_grants
+        where table_schema = 'oura' and table_name = $1 and grantee <> current_user`,
+      [legacy],
+    );
+    for (const g of grants.rows) await client.query(`grant ${g.privilege} on ${q} to ${g.grantee === 'PUBLIC' ? 'public' : ident(g.grantee)}`);
     await client.query(`alter table ${q} attach partition oura.${ident(legacy)} for values from (minvalue) to ('${bound.toISOString()}')`);
     await client.query(`alter table oura.${ident(legacy)} drop constraint ${ident(check)}`);
     await client.query('commit');
