@@ -102,8 +102,8 @@ const templateDay = () => new Date().toISOString().slice(0, 10).replaceAll('-', 
 
 /**
  * The name of the template database for what the migrations make today: the
- * migrations folder, the partitioning step they run (src/db/partitions.ts)
- * and the day (partitions are made for the months around it).
+ * migrations folder, the steps runMigrations takes after them (partitioning,
+ * comments) and the day (partitions are made for the months around it).
  */
 function templateName(): string {
   const hash = createHash('sha256');
@@ -116,7 +116,10 @@ function templateName(): string {
     }
   };
   walk(folder);
-  hash.update(readFileSync(path.join(path.dirname(folder), 'src', 'db', 'partitions.ts')));
+  // What runMigrations does after the migrations: partitioning and comments.
+  for (const file of ['migrate.ts', 'partitions.ts', 'comments.ts', 'schema/comments.generated.ts']) {
+    hash.update(readFileSync(path.join(path.dirname(folder), 'src', 'db', file)));
+  }
   return `oura_template_${templateDay()}_${hash.digest('hex').slice(0, 12)}`;
 }
 

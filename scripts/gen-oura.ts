@@ -5,6 +5,7 @@
  *   src/oura/spec.generated.ts          shapes of every document type, time series,
  *                                        personal_info, webhook enums and OAuth scopes
  *   src/db/schema/documents.generated.ts one drizzle table per document type
+ *   src/db/schema/comments.generated.ts  the spec's descriptions of those tables and columns
  *
  * The service never reads the OpenAPI file itself (a container has no ../shared).
  * Run with `npm run gen:oura` after the spec changes, then `npm run db:generate`.
@@ -183,6 +184,23 @@ tables += `/** Drizzle table of each document type, keyed by data type. */\nexpo
   .map((n) => `  ${n}: ${camel(n)},`)
   .join('\n')}\n} as const;\n`;
 writeFileSync(path.join(root, 'src/db/schema/documents.generated.ts'), tables);
+
+// ---- what the spec says of each table and column, for COMMENT ON (src/db/comments.ts) ----
+const oneLine = (d: unknown): string | null => (typeof d === 'string' && d.trim() ? d.trim().replace(/\s+/g, ' ') : null);
+const described: Json = {};
+for (const [name, t] of [...Object.entries(out.documentTypes as Record<string, Json>), ...Object.entries(out.timeSeries as Record<string, Json>)]) {
+  const schema = schemas[t.schemaName]!;
+  const columns: Record<string, string> = {};
+  for (const [field, p] of Object.entries((schema.properties ?? {}) as Record<string, Json>)) {
+    const d = oneLine(p.description) ?? (p.$ref ? oneLine(schemas[refName(p.$ref)]?.description) : null);
+    if (d) columns[field] = d;
+  }
+  described[name] = { schema: t.schemaName, table: oneLine(schema.description), columns };
+}
+writeFileSync(
+  path.join(root, 'src/db/schema/comments.generated.ts'),
+  `${header}\n/** The Oura spec's descriptions of each document type and time series (the table) and of its top-level fields (the columns). */\nexport const specDescriptions: Record<string, { schema: string; table: string | null; columns: Record<string, string> }> = ${JSON.stringify(described, null, 2)};\n`,
+);
 console.log(
   `gen-oura: ${Object.keys(out.documentTypes).length} document types, ${Object.keys(out.timeSeries).length} time series`,
 );

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import type pg from 'pg';
 import { createDb } from './index.js';
+import { applyComments } from './comments.js';
 import { prepareSeriesPartitions } from './partitions.js';
 
 /** migrations/ sits at the package root, both in the source tree and in the container. */
@@ -21,7 +22,7 @@ export function migrationsFolder(): string {
  * Applies the committed migrations, then partitions the time series by month
  * where they are not yet (src/db/partitions.ts: in short steps of their own,
  * outside the migrations' transaction, so that a large table is never locked
- * for long). Idempotent: applied migrations are recorded in
+ * for long), and sets the comments of schema oura (src/db/comments.ts). Idempotent: applied migrations are recorded in
  * drizzle.__drizzle_migrations and skipped. An advisory lock keeps two
  * replicas starting at once from racing.
  */
@@ -32,6 +33,7 @@ export async function runMigrations(pool: pg.Pool): Promise<void> {
     try {
       await migrate(createDb(pool), { migrationsFolder: migrationsFolder(), migrationsSchema: 'drizzle' });
       await prepareSeriesPartitions(pool);
+      await applyComments(pool);
     } finally {
       await client.query('select pg_advisory_unlock(726871001)');
     }

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { inTransaction } from './index.js';
 
 /**
  * The time series (`oura.heartrate`, `oura.ring_battery_level`) are
@@ -69,14 +70,9 @@ async function partitionTable(pool: pg.Pool, table: PartitionedSeries, now: Date
   await pool.query(`alter table ${q} add constraint ${ident(check)} check ("timestamp" < '${bound.toISOString()}') not valid`);
   await pool.query(`alter table ${q} validate constraint ${ident(check)}`);
   // 3: one short transaction.
-  const client = await pool.connect();
-  try {
-    await client.query('begin');
+  return inTransaction(pool, async (client) => {
     await client.query(`set local lock_timeout = '10s'`);
-    if ((await isPartitioned(client, table)) !== false) {
-      await client.query('rollback');
-      return false;
-    }
+    if ((await isPartitioned(client, table)) !== false) return false;
     const { rows } = await client.query<{ name: string; type: string; def: string }>(
       `select c.conname as name, c.contype as type, pg_get_constraintdef(c.oid) as def
        from pg_constraint c join pg_class t on t.oid = c.conrelid join pg_namespace n on n.oid = t.relnamespace
@@ -99,14 +95,8 @@ async function partitionTable(pool: pg.Pool, table: PartitionedSeries, now: Date
     for (const g of grants.rows) await client.query(`grant ${g.privilege} on ${q} to ${g.grantee === 'PUBLIC' ? 'public' : ident(g.grantee)}`);
     await client.query(`alter table ${q} attach partition oura.${ident(legacy)} for values from (minvalue) to ('${bound.toISOString()}')`);
     await client.query(`alter table oura.${ident(legacy)} drop constraint ${ident(check)}`);
-    await client.query('commit');
-  } catch (err) {
-    await client.query('rollback').catch(() => {});
-    throw err;
-  } finally {
-    client.release();
-  }
-  return true;
+    return true;
+  });
 }
 
 /**

@@ -1,0 +1,165 @@
+import type pg from 'pg';
+import { inTransaction } from './index.js';
+import { specDescriptions } from './schema/comments.generated.js';
+
+/**
+ * What every table and column of schema `oura` means, as COMMENT ON: the
+ * Oura spec's descriptions for the document and time-series fields
+ * (comments.generated.ts, by `npm run gen:oura`), our own words for the rest.
+ * `\d+ oura.daily_sleep` shows them; docs/schema.md is made from them
+ * (`npm run gen:schema-doc`). Partitions share their parent's.
+ */
+export type SchemaComments = Record<string, { table: string; columns: Record<string, string> }>;
+
+/** Columns every document table has beside the fields of its Oura schema. */
+const DOCUMENT_COLUMNS: Record<string, string> = {
+  id: "The document's id at Oura (unique per data type).",
+  user_id: 'The Oura user the document belongs to (oura.users.id, oura.connected_users.id).',
+  document: 'The document as Oura sent it (JSON); the typed columns copy its top-level fields.',
+  fetched_at: 'When this row was last written from Oura: a re-read that changes nothing still moves it.',
+};
+
+const SERIES_COLUMNS: Record<string, string> = {
+  user_id: 'The Oura user the sample belongs to (oura.users.id, oura.connected_users.id).',
+};
+
+const USER_COLUMNS: Record<string, string> = {
+  id: 'The Oura user id (personal_info.id), the user_id of webhooks and of every data row.',
+  status: 'active; reauth_required (the user must connect again: Oura refused the refresh token or access); revoked (disconnected).',
+  status_reason: 'Why the user is not active, when they are not.',
+  scopes: 'OAuth scopes the user granted, space-separated.',
+  personal_info: "The user's personal_info document from Oura (JSON), read when they connected.",
+  connected_at: 'When the user first connected.',
+  updated_at: 'When this row last changed.',
+  last_webhook_at: 'When the last webhook event for this user arrived.',
+  last_fetch_at: 'When a document of this user was last read from Oura.',
+  reconciled_at: "When reconciliation last re-read this user's recent days.",
+  series_refreshed_at: "When the user's time series (heart rate, ring battery) were last brought up to date.",
+  series_latest_at: 'The newest time-series sample stored for the user.',
+};
+
+const OURS: SchemaComments = {
+  users: {
+    table: 'Connected Oura users and their OAuth tokens (encrypted). Partner backends read oura.connected_users instead.',
+    columns: {
+      ...USER_COLUMNS,
+      access_token_enc: 'The access token, AES-256-GCM ciphertext under TOKEN_ENCRYPTION_KEY; never plaintext.',
+      refresh_token_enc: 'The refresh token, AES-256-GCM ciphertext under TOKEN_ENCRYPTION_KEY; never plaintext.',
+      token_expires_at: 'When the access token expires.',
+      access_error: "Oura's last refusal for this user that retrying cannot fix (403 membership or scope, 426).",
+      access_error_at: 'When access_error was recorded.',
+      reconcile_runs: 'Reconciliations finished; every RECONCILE_SLOW_EVERY-th also re-reads the types that rarely change.',
+      trouble_at: "The last 404 or failure among the user's webhook events: reconciliation looks at such users first.",
+    },
+  },
+  connected_users: {
+    table: 'Connected Oura users without their tokens: the view partner backends and oura_reader read.',
+    columns: USER_COLUMNS,
+  },
+  webhook_events: {
+    table: 'Every webhook event Oura announced, once per content however often delivered, with what became of it.',
+    columns: {
+      id: 'Event id, in order of arrival.',
+      dedupe_key: "sha256 of the delivery's identifying content: Oura's repeats of an event collapse on it.",
+      event_type: 'create, update or delete.',
+      data_type: 'The Oura data type (the table the document goes to).',
+      object_id: "The document's id at Oura.",
+      user_id: 'The Oura user the event is about.',
+      event_time: 'When Oura says the change happened.',
+      received_at: 'When the first delivery of the event arrived.',
+      status: 'queued, parked (waiting for the user to reconnect), done, ignored or failed.',
+      outcome: 'What happened: stored, deleted, gone, gone_after_recheck, user_unknown, user_revoked, unsupported_data_type, …',
+      deliveries: 'How many deliveries of this event arrived.',
+      processed_at: 'When the event was finished.',
+      recheck_at: 'After a 404 soon after a create or update: when the document is read once more.',
+    },
+  },
+  webhook_inbox: {
+    table: 'Webhook deliveries acknowledged and not yet admitted to oura.webhook_events (normally for milliseconds).',
+    columns: {
+      id: 'Delivery id, from the webhook_events sequence: the event keeps it.',
+      event_type: 'create, update or delete.',
+      data_type: 'The Oura data type.',
+      object_id: "The document's id at Oura.",
+      user_id: 'The Oura user the delivery is about.',
+      event_time: 'When Oura says the change happened.',
+      supported: 'False for a data type this service does not ingest: admitted as an ignored event.',
+      received_at: 'When the delivery arrived.',
+    },
+  },
+  backfill_progress: {
+    table: "Progress of each user's history load, per data type: a load resumes after its last finished window.",
+    columns: {
+      user_id: 'The Oura user being loaded.',
+      data_type: 'The data type (a document type, heartrate or ring_battery_level).',
+      status: 'running, done or failed.',
+      range_start: 'First instant of the load (inclusive).',
+      range_end: 'End of the load (exclusive).',
+      cursor: 'Everything before this instant is stored.',
+      windows_done: 'Windows of the range finished.',
+      windows_total: 'Windows in the range.',
+      items: 'Documents or samples stored by the load.',
+      requests: 'Oura requests the load made.',
+      error: 'Why the load failed, when it did.',
+      started_at: 'When the load started.',
+      updated_at: 'When the load last made progress.',
+      finished_at: 'When the load finished.',
+    },
+  },
+};
+
+/** The comment of every table, view and column of schema oura. */
+export function schemaComments(): SchemaComments {
+  const all: SchemaComments = { ...OURS };
+  for (const [name, d] of Object.entries(specDescriptions)) {
+    const series = name === 'heartrate' || name === 'ring_battery_level';
+    const what = series ? `Oura time series ${name}: one row per sample, partitioned by month of timestamp` : `Oura data type ${name}: one row per document`;
+    all[name] = {
+      table: `${what} (${d.schema} in the Oura API v2 spec).${d.table ? ` ${d.table}` : ''}`,
+      columns: { ...d.columns, ...(series ? SERIES_COLUMNS : DOCUMENT_COLUMNS) },
+    };
+  }
+  return all;
+}
+
+const quoteLiteral = (s: string) => `'${s.replace(/'/g, "''")}'`;
+const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
+
+/**
+ * Sets the comments where they differ from schemaComments() (so a start with
+ * nothing to change writes nothing), in one transaction. Tables and columns
+ * that do not exist (yet) are skipped. Returns how many comments it set.
+ */
+export async function applyComments(pool: pg.Pool): Promise<number> {
+  const wanted = schemaComments();
+  const { rows } = await pool.query<{ table: string; kind: string; column: string | null; comment: string | null }>(`
+    select c.relname as table, c.relkind as kind, a.attname as column, d.description as comment
+      from pg_class c
+      join pg_namespace n on n.oid = c.relnamespace and n.nspname = 'oura'
+      left join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+      left join pg_description d on d.objoid = c.oid and d.classoid = 'pg_class'::regclass and d.objsubid = coalesce(a.attnum, 0)
+     where c.relkind in ('r', 'p', 'v') and not c.relispartition
+    union all
+    select c.relname, c.relkind, null, d.description
+      from pg_class c
+      join pg_namespace n on n.oid = c.relnamespace and n.nspname = 'oura'
+      left join pg_description d on d.objoid = c.oid and d.classoid = 'pg_class'::regclass and d.objsubid = 0
+     where c.relkind in ('r', 'p', 'v') and not c.relispartition`);
+  const statements: string[] = [];
+  for (const r of rows) {
+    const w = wanted[r.table];
+    if (!w) continue;
+    const kind = r.kind === 'v' ? 'view' : 'table';
+    if (r.column === null) {
+      if (r.comment !== w.table) statements.push(`comment on ${kind} oura.${ident(r.table)} is ${quoteLiteral(w.table)}`);
+    } else {
+      const c = w.columns[r.column];
+      if (c !== undefined && r.comment !== c) statements.push(`comment on column oura.${ident(r.table)}.${ident(r.column)} is ${quoteLiteral(c)}`);
+    }
+  }
+  if (statements.length === 0) return 0;
+  await inTransaction(pool, async (client) => {
+    for (const statement of statements) await client.query(statement);
+  });
+  return statements.length;
+}
