@@ -12,7 +12,11 @@ RUN npm run build
 FROM node:20-bookworm-slim AS prod-deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
+# --omit=optional too: npm installs a devDependency that a production package takes as an optional
+# peer (typescript for valibot, @types/pg for drizzle-orm) unless optional packages are left out.
+# That also leaves out msgpackr's native decoder (BullMQ only encodes with msgpackr) and
+# pg-cloudflare (Cloudflare Workers only).
+RUN npm ci --omit=dev --omit=optional --ignore-scripts && npm cache clean --force
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production

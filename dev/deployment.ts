@@ -6,10 +6,15 @@ import { parse } from 'yaml';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 export interface ComposeService {
-  environment?: Record<string, string>;
+  image?: string;
+  build?: string | { context?: string };
+  /** A variable without a value (`NAME:`) is taken from the environment compose runs in, and left unset when it is not set there. */
+  environment?: Record<string, string | null>;
   profiles?: string[];
+  entrypoint?: string[];
   command?: string[];
   healthcheck?: { test?: string[] };
+  stop_grace_period?: string;
   restart?: string;
 }
 
@@ -17,6 +22,35 @@ export interface ComposeService {
 export function composeServices(): Record<string, ComposeService> {
   const compose = parse(readFileSync(path.join(root, 'docker-compose.yml'), 'utf8'), { merge: true }) as { services?: Record<string, ComposeService> };
   return compose.services ?? {};
+}
+
+/** Compose's `${VAR:-default}` / `${VAR}` interpolation of a value, against `env`. */
+function interpolate(value: string, env: Record<string, string>): string {
+  return value.replace(/\$\{([A-Z0-9_]+)(?::?-([^}]*))?\}/g, (_, name: string, def?: string) => env[name] || (def ?? ''));
+}
+
+/**
+ * A service's environment as compose gives it to the container when compose
+ * runs in `env` (default: an empty environment): values interpolated, a
+ * variable without a value taken from `env` or left out.
+ */
+export function composeEnv(service: string, env: Record<string, string> = {}): Record<string, string> {
+  const raw = composeServices()[service]?.environment ?? {};
+  return Object.fromEntries(
+    Object.entries(raw).flatMap(([k, v]) => (v === null ? (env[k] === undefined ? [] : [[k, env[k]]]) : [[k, interpolate(String(v), env)]])),
+  );
+}
+
+/**
+ * A compose duration (`30s`, `1m30s`, `1.5s`, `500ms`) in seconds; compose's
+ * default stop grace period (10 s) when `value` is undefined.
+ */
+export function composeDurationS(value: string | undefined): number {
+  if (value === undefined) return 10;
+  const parts = [...value.matchAll(/(\d+(?:\.\d+)?)(h|ms|m|s|us)/g)];
+  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== value) throw new Error(`not a compose duration: ${JSON.stringify(value)}`);
+  const unit = { h: 3600, m: 60, s: 1, ms: 1e-3, us: 1e-6 } as const;
+  return parts.reduce((sum, p) => sum + Number(p[1]) * unit[p[2] as keyof typeof unit], 0);
 }
 
 /** The Dockerfile's text. */
@@ -35,5 +69,5 @@ export function imageNodeOptions(): string[] {
  */
 export function serviceNodeOptions(service: 'api' | 'worker'): string[] {
   const fromCompose = composeServices()[service]?.environment?.NODE_OPTIONS;
-  return fromCompose === undefined ? imageNodeOptions() : fromCompose.split(/\s+/).filter(Boolean);
+  return fromCompose == null ? imageNodeOptions() : fromCompose.split(/\s+/).filter(Boolean);
 }

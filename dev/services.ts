@@ -166,18 +166,24 @@ async function ensureTemplate(adminDatabaseUrl: string): Promise<string> {
  * migrating does, and the suite makes dozens.
  */
 export async function createDatabase(adminDatabaseUrl: string, opts: { label?: string; name?: string } = {}): Promise<Database> {
-  const name = opts.name ?? `oura_${(opts.label ?? 'dev').replace(/[^a-z0-9]/gi, '_').toLowerCase()}_${randomBytes(4).toString('hex')}`;
+  const name = opts.name ?? uniqueDatabaseName(opts.label);
   const template = await ensureTemplate(adminDatabaseUrl);
   await withAdmin(adminDatabaseUrl, async (c) => {
     if (opts.name) await c.query(`drop database if exists "${name}" with (force)`);
     await c.query(`create database "${name}" template "${template}"`);
   });
   const url = withDatabase(adminDatabaseUrl, name);
-  return {
-    url,
-    name,
-    drop: () => withAdmin(adminDatabaseUrl, async (c) => void (await c.query(`drop database if exists "${name}" with (force)`))),
-  };
+  return { url, name, drop: () => dropDatabase(adminDatabaseUrl, name) };
+}
+
+/** Drops database `name` (if it exists) on the server of `adminDatabaseUrl`, closing its connections. */
+export async function dropDatabase(adminDatabaseUrl: string, name: string): Promise<void> {
+  await withAdmin(adminDatabaseUrl, async (c) => void (await c.query(`drop database if exists "${name}" with (force)`)));
+}
+
+/** A database name of its own for `label`: `oura_<label>_<random>`. */
+export function uniqueDatabaseName(label = 'dev'): string {
+  return `oura_${label.replace(/[^a-z0-9]/gi, '_').toLowerCase()}_${randomBytes(4).toString('hex')}`;
 }
 
 export function uniquePrefix(label = 't'): string {

@@ -247,23 +247,11 @@ export async function startStack(opts: StackOptions = {}) {
     const simJson = simJsonClient(sim.url);
 
     /**
-     * Connects a user through /oauth/start → the simulator's consent → /oauth/callback:
-     * a new simulated user, or `simUser`; `clientAddress` is the browser's (the connect
-     * routes are rate limited per client address).
+     * Connects a user through the api (or the setup api): a new simulated user, or
+     * `simUser`; `clientAddress` is the browser's (see connectThroughOAuth).
      */
     async function connectUser(simUser?: string, { clientAddress }: { clientAddress?: string } = {}): Promise<string> {
-      const base = setup?.url ?? apiUrl;
-      const headers: Record<string, string> = clientAddress ? { 'x-forwarded-for': clientAddress } : {};
-      const start = await fetch(`${base}/oauth/start`, { redirect: 'manual', headers });
-      if (start.status !== 302) throw new Error(`/oauth/start → ${start.status}: ${await start.text()}`);
-      const authorize = new URL(start.headers.get('location')!);
-      if (simUser) authorize.searchParams.set('sim_user', simUser);
-      const consent = await fetch(authorize, { redirect: 'manual' });
-      if (consent.status !== 302) throw new Error(`authorize → ${consent.status}: ${await consent.text()}`);
-      const callback = await fetch(consent.headers.get('location')!, { redirect: 'manual', headers });
-      const body = (await callback.json()) as { user_id?: string };
-      if (callback.status !== 200 || !body.user_id) throw new Error(`/oauth/callback → ${callback.status}: ${JSON.stringify(body)}`);
-      return body.user_id;
+      return connectThroughOAuth(setup?.url ?? apiUrl, { simUser, clientAddress });
     }
 
     let browsers = 0;
@@ -285,25 +273,7 @@ export async function startStack(opts: StackOptions = {}) {
 
     /** One subscription per (event_type, data_type) at the simulator, which verifies it against the api first. */
     async function subscribeAll(dataTypes: readonly string[]): Promise<void> {
-      for (const data_type of dataTypes) {
-        for (const event_type of ['create', 'update', 'delete']) {
-          const res = await fetch(`${sim.url}/v2/webhook/subscription`, {
-            method: 'POST',
-            headers: {
-              'content-type': 'application/json',
-              'x-client-id': secrets.OURA_CLIENT_ID,
-              'x-client-secret': secrets.OURA_CLIENT_SECRET,
-            },
-            body: JSON.stringify({
-              callback_url: `${apiUrl}/webhooks/oura`,
-              verification_token: secrets.OURA_WEBHOOK_VERIFICATION_TOKEN,
-              event_type,
-              data_type,
-            }),
-          });
-          if (res.status !== 201) throw new Error(`subscription ${event_type}/${data_type} → ${res.status}: ${await res.text()}`);
-        }
-      }
+      await subscribe(sim.url, secrets, `${apiUrl}/webhooks/oura`, dataTypes);
     }
 
     /** Waits until the api answers /readyz and the worker processes started with the stack listen on the queue. */
@@ -348,3 +318,49 @@ export async function startStack(opts: StackOptions = {}) {
 }
 
 export type Stack = Awaited<ReturnType<typeof startStack>>;
+
+/**
+ * Connects a user as a browser does, through the api at `apiUrl`:
+ * /oauth/start → the simulator's consent → /oauth/callback. A new simulated
+ * user, or `simUser`; `clientAddress` is the browser's (the connect routes
+ * are rate limited per client address). Returns the user's id.
+ */
+export async function connectThroughOAuth(apiUrl: string, { simUser, clientAddress }: { simUser?: string; clientAddress?: string } = {}): Promise<string> {
+  const headers: Record<string, string> = clientAddress ? { 'x-forwarded-for': clientAddress } : {};
+  const start = await fetch(`${apiUrl}/oauth/start`, { redirect: 'manual', headers });
+  if (start.status !== 302) throw new Error(`/oauth/start → ${start.status}: ${await start.text()}`);
+  const authorize = new URL(start.headers.get('location')!);
+  if (simUser) authorize.searchParams.set('sim_user', simUser);
+  const consent = await fetch(authorize, { redirect: 'manual' });
+  if (consent.status !== 302) throw new Error(`authorize → ${consent.status}: ${await consent.text()}`);
+  const callback = await fetch(consent.headers.get('location')!, { redirect: 'manual', headers });
+  const body = (await callback.json()) as { user_id?: string };
+  if (callback.status !== 200 || !body.user_id) throw new Error(`/oauth/callback → ${callback.status}: ${JSON.stringify(body)}`);
+  return body.user_id;
+}
+
+/**
+ * One webhook subscription per (event_type, data_type) at the simulator at
+ * `simUrl`, calling `callbackUrl`; the simulator verifies each against it first.
+ */
+export async function subscribe(
+  simUrl: string,
+  secrets: Pick<Secrets, 'OURA_CLIENT_ID' | 'OURA_CLIENT_SECRET' | 'OURA_WEBHOOK_VERIFICATION_TOKEN'>,
+  callbackUrl: string,
+  dataTypes: readonly string[],
+): Promise<void> {
+  for (const data_type of dataTypes) {
+    for (const event_type of ['create', 'update', 'delete']) {
+      const res = await fetch(`${simUrl}/v2/webhook/subscription`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'x-client-id': secrets.OURA_CLIENT_ID,
+          'x-client-secret': secrets.OURA_CLIENT_SECRET,
+        },
+        body: JSON.stringify({ callback_url: callbackUrl, verification_token: secrets.OURA_WEBHOOK_VERIFICATION_TOKEN, event_type, data_type }),
+      });
+      if (res.status !== 201) throw new Error(`subscription ${event_type}/${data_type} → ${res.status}: ${await res.text()}`);
+    }
+  }
+}

@@ -5,19 +5,9 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Config, loadConfig } from '../src/config.js';
-import { composeServices, dockerfile as readDockerfile, imageNodeOptions } from '../dev/deployment.js';
+import { composeEnv, composeServices, dockerfile as readDockerfile, imageNodeOptions } from '../dev/deployment.js';
 
 const services = composeServices();
-
-/** Compose's `${VAR:-default}` / `${VAR}` interpolation, against an empty environment. */
-function interpolate(value: unknown, env: Record<string, string> = {}): string {
-  return String(value).replace(/\$\{([A-Z0-9_]+)(?::?-([^}]*))?\}/g, (_, name: string, def?: string) => env[name] || (def ?? ''));
-}
-
-function serviceEnv(name: string, env: Record<string, string> = {}): Record<string, string> {
-  const raw = services[name]?.environment ?? {};
-  return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, interpolate(v, env)]));
-}
 
 /** Variables the service cannot start without (no default in the schema). */
 const REQUIRED = Object.entries(Config.in.shape)
@@ -27,7 +17,7 @@ const REQUIRED = Object.entries(Config.in.shape)
 test('compose gives api and worker every required variable, valid as the service parses it', () => {
   assert.ok(REQUIRED.includes('DATABASE_URL') && REQUIRED.includes('TOKEN_ENCRYPTION_KEY'));
   for (const name of ['api', 'worker']) {
-    const env = serviceEnv(name);
+    const env = composeEnv(name);
     for (const key of REQUIRED) assert.ok(env[key], `${name} lacks ${key}`);
     const config = loadConfig(env);
     assert.equal(config.OURA_API_BASE_URL, 'http://sim:8090', `${name} talks to the simulator by default`);
@@ -40,14 +30,14 @@ test("the NODE_OPTIONS of api and worker in compose keep the image's (setting it
   const image = imageNodeOptions();
   assert.ok(image.length > 0, 'the Dockerfile sets NODE_OPTIONS');
   for (const name of ['api', 'worker']) {
-    const flags = (serviceEnv(name).NODE_OPTIONS ?? '').split(/\s+/);
+    const flags = (composeEnv(name).NODE_OPTIONS ?? '').split(/\s+/);
     for (const flag of image) assert.ok(flags.includes(flag), `${name} NODE_OPTIONS lacks ${flag}`);
     assert.ok(flags.some((f) => /^--max-old-space-size=\d+$/.test(f)), `${name} NODE_OPTIONS caps the heap`);
   }
 });
 
 test('api and worker have a healthcheck on /readyz at the port they serve it on, and restart', () => {
-  const ports = { api: loadConfig(serviceEnv('api')).PORT, worker: loadConfig(serviceEnv('worker')).METRICS_PORT };
+  const ports = { api: loadConfig(composeEnv('api')).PORT, worker: loadConfig(composeEnv('worker')).METRICS_PORT };
   for (const [name, port] of Object.entries(ports)) {
     const check = services[name]?.healthcheck?.test?.join(' ') ?? '';
     assert.ok(check.includes(`http://127.0.0.1:${port}/readyz`), `${name} healthcheck reads /readyz on ${port}: ${check}`);
@@ -56,16 +46,20 @@ test('api and worker have a healthcheck on /readyz at the port they serve it on,
 });
 
 test('values set in the environment reach the services', () => {
-  const env = serviceEnv('api', { OURA_API_BASE_URL: 'https://api.ouraring.com', OURA_CLIENT_ID: 'real-id' });
+  const env = composeEnv('api', { OURA_API_BASE_URL: 'https://api.ouraring.com', OURA_CLIENT_ID: 'real-id' });
   const config = loadConfig(env);
   assert.equal(config.OURA_API_BASE_URL, 'https://api.ouraring.com');
   assert.equal(config.OURA_CLIENT_ID, 'real-id');
+  // OURA_TOKEN_URL is passed on only when set: unset, the service derives it from the API's URL.
+  assert.equal(config.OURA_TOKEN_URL, 'https://api.ouraring.com/oauth/token');
+  const portal = loadConfig(composeEnv('worker', { OURA_TOKEN_URL: 'https://portal.example/oauth/token' }));
+  assert.equal(portal.OURA_TOKEN_URL, 'https://portal.example/oauth/token');
 });
 
 test('the simulator runs under the sim profile with the same client credentials', () => {
   const sim = services.sim!;
   assert.deepEqual(sim.profiles, ['sim']);
-  assert.equal(serviceEnv('sim').OURA_CLIENT_SECRET, serviceEnv('api').OURA_CLIENT_SECRET);
+  assert.equal(composeEnv('sim').OURA_CLIENT_SECRET, composeEnv('api').OURA_CLIENT_SECRET);
 });
 
 test('the image is multi-stage, production dependencies only, non-root', () => {
