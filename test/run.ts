@@ -63,6 +63,7 @@ const LONGEST_FIRST = [
   'e2e.test.ts', // 9
   'admin.test.ts', // 8
   'subscriptions.test.ts', // 8
+  'partitions.test.ts', // 8
   'observability.test.ts', // 7
   'error-logs.test.ts', // 5
   'sim.test.ts', // 5
@@ -71,9 +72,13 @@ const LONGEST_FIRST = [
   'oauth.test.ts', // 3
   'queues-dashboard.test.ts', // 3
   'config.test.ts', // 2
+  'event-order.test.ts', // 2
   'oura-client.test.ts', // 1
   'compose.test.ts', // 1
   'request-logger.test.ts', // 1
+  'schema-doc.test.ts', // 1
+  'reader-role.test.ts', // 1
+  'alerts.test.ts', // 1
 ];
 
 const all = readdirSync(path.join(repoRoot, 'test'))
