@@ -27,10 +27,12 @@ export async function startStack(
     label?: string;
     /** Another Redis (or Postgres) than the machine's own. */
     services?: { adminDatabaseUrl: string; redisUrl: string };
+    /** The key prefix as a hash tag, `{label-…}`, as Redis Cluster needs. */
+    hashTag?: boolean;
   } = {},
 ): Promise<Stack> {
   const label = opts.label ?? 'stack';
-  const prefix = uniquePrefix(label);
+  const prefix = opts.hashTag ? `{${uniquePrefix(label)}}` : uniquePrefix(label);
   return startDevStack({
     label,
     prefix,
