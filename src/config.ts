@@ -108,6 +108,25 @@ function redisDatabase(s: string): number {
   }
 }
 
+/** Ports `first` to `last`. */
+export interface PortRange {
+  first: number;
+  last: number;
+}
+
+/** `P`, or `P-Q`; `0`: none (null). */
+const portRange = z.string().transform((s, ctx): PortRange | null => {
+  const m = /^(\d{1,5})(?:\s*-\s*(\d{1,5}))?$/.exec(s);
+  const first = Number(m?.[1]);
+  const last = Number(m?.[2] ?? m?.[1]);
+  if (m && first === 0 && !m[2]) return null;
+  if (!m || first < 1 || last < first || last > 65535) {
+    ctx.addIssue({ code: 'custom', message: 'expected a port (1-65535), a range first-last such as 9464-9471 (each process takes the first port free), or 0 (off)' });
+    return z.NEVER;
+  }
+  return { first, last };
+});
+
 const url = z.url({ message: 'expected an absolute URL' });
 const required = (schema: z.ZodString) => schema.min(1, 'must not be empty');
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
@@ -168,8 +187,13 @@ export const Config = z
     WEBHOOK_MAX_AGE_S: int(1, 7 * 24 * 3600).default(7200),
     PORT: int(0, 65535).default(8080),
     HOST: z.string().min(1).default('0.0.0.0'),
-    /** `worker` processes serve /metrics and /healthz here (0: off); the api serves them on PORT. */
-    METRICS_PORT: int(0, 65535).default(9464),
+    /**
+     * Where a `worker` process serves /metrics, /healthz and /readyz (the api
+     * serves them on PORT): a port, or a range `first-last` of which each
+     * worker process takes the first port free, so several share a host; 0:
+     * off.
+     */
+    METRICS_PORT: portRange.default({ first: 9464, last: 9464 }),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     WORKER_CONCURRENCY: int(1, 1000).default(16),
     /** How long a worker may hold a job before BullMQ treats it as stalled (crashed worker) and re-runs it. */

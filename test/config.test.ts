@@ -144,3 +144,13 @@ test('Redis Cluster: a redis+cluster:// URL or REDIS_CLUSTER_NODES, a hash-tagge
     assert.equal(msg.includes('hunter2'), false, 'no password in the message');
   }
 });
+
+test('METRICS_PORT: a port, a range whose first free port each worker takes, or 0 for none', () => {
+  assert.deepEqual(loadConfig(valid).METRICS_PORT, { first: 9464, last: 9464 });
+  assert.deepEqual(loadConfig({ ...valid, METRICS_PORT: '9500' }).METRICS_PORT, { first: 9500, last: 9500 });
+  assert.deepEqual(loadConfig({ ...valid, METRICS_PORT: '9464-9471' }).METRICS_PORT, { first: 9464, last: 9471 });
+  assert.equal(loadConfig({ ...valid, METRICS_PORT: '0' }).METRICS_PORT, null);
+  for (const bad of ['9471-9464', '0-10', '9464-70000', 'any', '9464,9465']) {
+    assert.match(errorFor({ ...valid, METRICS_PORT: bad }), /^config: METRICS_PORT expected a port \(1-65535\), a range first-last/, bad);
+  }
+});
