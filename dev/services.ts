@@ -2,9 +2,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
-import { Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
 import { createPool } from '../src/db/index.js';
 import { migrationsFolder, runMigrations } from '../src/db/migrate.js';
+import { connectRedisUrl } from '../src/redis-connect.js';
+import { withTimeout } from '../src/timeout.js';
 
 /**
  * Where a dev stack finds Postgres and Redis:
@@ -190,20 +192,32 @@ export function uniquePrefix(label = 't'): string {
   return `${label}-${randomBytes(4).toString('hex')}`;
 }
 
-/** Removes every Redis key under a prefix; returns how many there were. */
+/** Removes every Redis key under a prefix; returns how many there were. `redisUrl` may name a cluster (`redis+cluster://`). */
 export async function clearPrefix(redisUrl: string, prefix: string): Promise<number> {
-  const r = new Redis(redisUrl, { maxRetriesPerRequest: 2 });
+  const r = connectRedisUrl(redisUrl, { maxRetriesPerRequest: 2 });
   r.on('error', () => {}); // a command fails with it; a server gone (a test's) must not print "Unhandled error event"
   let removed = 0;
   try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length) removed += await r.del(...keys);
-    } while (cursor !== '0');
+    // A cluster's keys are spread over its masters: each is scanned, and keys are removed one by one (one slot each).
+    const servers = r instanceof Cluster ? await clusterMasters(r) : [r];
+    for (const server of servers) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await server.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+        cursor = next;
+        if (keys.length === 0) continue;
+        if (r instanceof Cluster) for (const k of keys) removed += await r.del(k);
+        else removed += await server.del(...keys);
+      } while (cursor !== '0');
+    }
   } finally {
     await r.quit().catch(() => r.disconnect());
   }
   return removed;
+}
+
+/** The masters of a cluster, once it has learnt them. */
+async function clusterMasters(cluster: Cluster): Promise<Redis[]> {
+  if (cluster.status !== 'ready') await withTimeout(new Promise((resolve) => cluster.once('ready', resolve)), 10_000, 'redis cluster ready');
+  return cluster.nodes('master');
 }

@@ -29,6 +29,27 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Whether a TCP port is free on every address right now. */
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, () => s.close(() => resolve(true)));
+  });
+}
+
+/** The first of `n` consecutive TCP ports free right now (for a range setting such as METRICS_PORT). */
+export async function freePortRange(n: number): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const first = await freePort();
+    if (first + n - 1 > 65535) continue;
+    let free = true;
+    for (let p = first; p < first + n && free; p++) free = await portFree(p);
+    if (free) return first;
+  }
+  throw new Error(`no ${n} consecutive free ports found`);
+}
+
 /** Polls `fn` until it returns something truthy; the last error is named on timeout. */
 export async function eventually<T>(
   what: string,

@@ -38,6 +38,95 @@ const floors = z
     return out;
   });
 
+/** A Redis node or sentinel. */
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+const HOST_PORT = /^([^\s:,@/]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/;
+
+/** `host:port,host:port` (IPv6 in brackets); the first part that is not one, or the list. */
+function readHostPorts(s: string): HostPort[] | { bad: string } {
+  const out: HostPort[] = [];
+  for (const part of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const m = HOST_PORT.exec(part);
+    if (!m || Number(m[2]) > 65535) return { bad: part };
+    out.push({ host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) });
+  }
+  return out;
+}
+
+const hostPorts = z.string().transform((s, ctx) => {
+  const r = readHostPorts(s);
+  if (!Array.isArray(r)) {
+    ctx.addIssue({ code: 'custom', message: `expected host:port[,host:port…] (got "${r.bad}")` });
+    return z.NEVER;
+  }
+  return r;
+});
+
+/** What a `redis+cluster://` or `rediss+cluster://` URL says. */
+export interface ClusterUrl {
+  nodes: HostPort[];
+  tls: boolean;
+  username?: string;
+  password?: string;
+}
+
+/**
+ * `redis+cluster://[user:password@]host:port[,host:port…][/0]`
+ * (`rediss+cluster://`: TLS): some nodes of a Redis Cluster. null for any
+ * other URL; 'malformed' for a cluster URL that cannot be read.
+ */
+export function parseClusterUrl(s: string): ClusterUrl | 'malformed' | null {
+  if (!/^rediss?\+cluster:/i.test(s)) return null;
+  const m = /^(rediss?)\+cluster:\/\/(?:([^@/]*)@)?([^@/?#]+)(?:\/(0?))?$/i.exec(s);
+  if (!m) return 'malformed';
+  const nodes = readHostPorts(m[3]!);
+  if (!Array.isArray(nodes) || nodes.length === 0) return 'malformed';
+  const [user, ...password] = (m[2] ?? '').split(':');
+  try {
+    return {
+      nodes,
+      tls: m[1]!.toLowerCase() === 'rediss',
+      ...(user ? { username: decodeURIComponent(user) } : {}),
+      ...(password.length > 0 ? { password: decodeURIComponent(password.join(':')) } : {}),
+    };
+  } catch {
+    return 'malformed';
+  }
+}
+
+/** The database number a `redis://…/N` URL names (0 when none, or unreadable). */
+function redisDatabase(s: string): number {
+  if (parseClusterUrl(s)) return 0;
+  try {
+    return Number(new URL(s).pathname.slice(1)) || 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Ports `first` to `last`. */
+export interface PortRange {
+  first: number;
+  last: number;
+}
+
+/** `P`, or `P-Q`; `0`: none (null). */
+const portRange = z.string().transform((s, ctx): PortRange | null => {
+  const m = /^(\d{1,5})(?:\s*-\s*(\d{1,5}))?$/.exec(s);
+  const first = Number(m?.[1]);
+  const last = Number(m?.[2] ?? m?.[1]);
+  if (m && first === 0 && !m[2]) return null;
+  if (!m || first < 1 || last < first || last > 65535) {
+    ctx.addIssue({ code: 'custom', message: 'expected a port (1-65535), a range first-last such as 9464-9471 (each process takes the first port free), or 0 (off)' });
+    return z.NEVER;
+  }
+  return { first, last };
+});
+
 const url = z.url({ message: 'expected an absolute URL' });
 const required = (schema: z.ZodString) => schema.min(1, 'must not be empty');
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
@@ -51,25 +140,21 @@ const base64Key = z
 export const Config = z
   .object({
     DATABASE_URL: required(z.string()),
-    /** One Redis server; with REDIS_SENTINELS, only its credentials and database number are used. */
+    /**
+     * One Redis server, or a Redis Cluster (`redis+cluster://host:port,…`);
+     * with REDIS_SENTINELS or REDIS_CLUSTER_NODES, only its credentials (and
+     * database number, TLS) are used.
+     */
     REDIS_URL: required(z.string()).optional(),
     /** `host:port,host:port`: reach the master through Sentinel (with REDIS_SENTINEL_NAME), found again after a failover. */
-    REDIS_SENTINELS: z
-      .string()
-      .transform((s, ctx) => {
-        const out: Array<{ host: string; port: number }> = [];
-        for (const part of s.split(',').map((p) => p.trim()).filter(Boolean)) {
-          const m = /^([^\s:]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(part);
-          if (!m || Number(m[2]) > 65535) {
-            ctx.addIssue({ code: 'custom', message: `expected host:port[,host:port…] (got "${part}")` });
-            return z.NEVER;
-          }
-          out.push({ host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) });
-        }
-        return out;
-      })
-      .default([]),
+    REDIS_SENTINELS: hostPorts.default([]),
     REDIS_SENTINEL_NAME: z.string().min(1).default('mymaster'),
+    /**
+     * `host:port,host:port`: some nodes of a Redis Cluster (the client finds
+     * the others); REDIS_URL then only gives credentials and TLS. A
+     * `redis+cluster://` REDIS_URL says the same on its own.
+     */
+    REDIS_CLUSTER_NODES: hostPorts.default([]),
     OURA_CLIENT_ID: required(z.string()),
     OURA_CLIENT_SECRET: required(z.string()),
     OURA_WEBHOOK_VERIFICATION_TOKEN: required(z.string()),
@@ -102,8 +187,13 @@ export const Config = z
     WEBHOOK_MAX_AGE_S: int(1, 7 * 24 * 3600).default(7200),
     PORT: int(0, 65535).default(8080),
     HOST: z.string().min(1).default('0.0.0.0'),
-    /** `worker` processes serve /metrics and /healthz here (0: off); the api serves them on PORT. */
-    METRICS_PORT: int(0, 65535).default(9464),
+    /**
+     * Where a `worker` process serves /metrics, /healthz and /readyz (the api
+     * serves them on PORT): a port, or a range `first-last` of which each
+     * worker process takes the first port free, so several share a host; 0:
+     * off.
+     */
+    METRICS_PORT: portRange.default({ first: 9464, last: 9464 }),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     WORKER_CONCURRENCY: int(1, 1000).default(16),
     /** How long a worker may hold a job before BullMQ treats it as stalled (crashed worker) and re-runs it. */
@@ -177,11 +267,12 @@ export const Config = z
     SILENCE_ALERT_S: int(60, 30 * 86_400).default(86_400),
     /**
      * Namespace of every Redis key (queues, limiter, locks): lets deployments
-     * share one Redis. For Redis Cluster it holds one hash tag, `{oura-ingest}`:
-     * a key's first `{…}` decides its slot, so every key lands in that one slot,
-     * as BullMQ's multi-key scripts need. Refused: an empty `{}` (the whole key
-     * would be hashed), a second tag (it would never count), `:` (it separates
-     * the prefix from the rest of a key) and spaces.
+     * share one Redis. On Redis Cluster it must hold one hash tag
+     * (default `{oura-ingest}` there): a key's first `{…}` decides its slot,
+     * so every key lands in that one slot, as BullMQ's multi-key scripts need.
+     * Refused: an empty `{}` (the whole key would be hashed), a second tag (it
+     * would never count), `:` (it separates the prefix from the rest of a
+     * key) and spaces.
      */
     REDIS_KEY_PREFIX: z
       .string()
@@ -189,19 +280,40 @@ export const Config = z
         /^(?=.{1,64}$)[A-Za-z0-9_.-]*(?:\{[A-Za-z0-9_.-]+\})?[A-Za-z0-9_.-]*$/,
         'expected 1-64 letters, digits, dots, dashes or underscores, with at most one non-empty {hash tag} (e.g. {oura-ingest} for Redis Cluster)',
       )
-      .default('oura-ingest'),
+      .optional(),
   })
-  .superRefine((c, ctx) => {
-    if (!c.REDIS_URL && c.REDIS_SENTINELS.length === 0) {
-      ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'is required but not set (or set REDIS_SENTINELS)' });
+  .transform((c, ctx) => {
+    const fail = (name: string, message: string) => {
+      ctx.addIssue({ code: 'custom', path: [name], message });
+      return z.NEVER;
+    };
+    const fromUrl = c.REDIS_URL ? parseClusterUrl(c.REDIS_URL) : null;
+    // Never the URL itself in a message: it may hold a password.
+    if (fromUrl === 'malformed') return fail('REDIS_URL', 'expected redis+cluster://[user:password@]host:port[,host:port…] (rediss+cluster:// for TLS)');
+    const clusterNodes = c.REDIS_CLUSTER_NODES.length > 0 ? c.REDIS_CLUSTER_NODES : (fromUrl?.nodes ?? []);
+    const cluster = clusterNodes.length > 0;
+    if (!c.REDIS_URL && c.REDIS_SENTINELS.length === 0 && !cluster) {
+      return fail('REDIS_URL', 'is required but not set (or set REDIS_SENTINELS or REDIS_CLUSTER_NODES)');
     }
-  })
-  .transform((c) => ({
-    ...c,
-    OURA_API_BASE_URL: c.OURA_API_BASE_URL.replace(/\/+$/, ''),
-    PUBLIC_BASE_URL: c.PUBLIC_BASE_URL.replace(/\/+$/, ''),
-    OURA_TOKEN_URL: c.OURA_TOKEN_URL ?? `${c.OURA_API_BASE_URL.replace(/\/+$/, '')}/oauth/token`,
-  }));
+    if (cluster && c.REDIS_SENTINELS.length > 0) {
+      return fail(c.REDIS_CLUSTER_NODES.length > 0 ? 'REDIS_CLUSTER_NODES' : 'REDIS_URL', 'names a Redis Cluster, and REDIS_SENTINELS is set too: use one of them');
+    }
+    if ((cluster || c.REDIS_SENTINELS.length > 0) && c.REDIS_URL && !fromUrl && !URL.canParse(c.REDIS_URL)) {
+      return fail('REDIS_URL', 'expected redis[s]://[user:password@]host[:port][/db], of which only the credentials (and database, TLS) are used here');
+    }
+    if (cluster && c.REDIS_URL && redisDatabase(c.REDIS_URL) > 0) return fail('REDIS_URL', 'names a database other than 0, which Redis Cluster does not have');
+    if (cluster && c.REDIS_KEY_PREFIX !== undefined && !/\{[^}]+\}/.test(c.REDIS_KEY_PREFIX)) {
+      return fail('REDIS_KEY_PREFIX', 'needs a {hash tag} on Redis Cluster, e.g. {oura-ingest}: every key must sit in one slot');
+    }
+    return {
+      ...c,
+      REDIS_CLUSTER_NODES: clusterNodes,
+      REDIS_KEY_PREFIX: c.REDIS_KEY_PREFIX ?? (cluster ? '{oura-ingest}' : 'oura-ingest'),
+      OURA_API_BASE_URL: c.OURA_API_BASE_URL.replace(/\/+$/, ''),
+      PUBLIC_BASE_URL: c.PUBLIC_BASE_URL.replace(/\/+$/, ''),
+      OURA_TOKEN_URL: c.OURA_TOKEN_URL ?? `${c.OURA_API_BASE_URL.replace(/\/+$/, '')}/oauth/token`,
+    };
+  });
 export type Config = z.infer<typeof Config>;
 
 export class ConfigError extends Error {

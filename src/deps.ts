@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis-connect.js';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { createTokenCipher } from './crypto.js';
@@ -23,6 +23,9 @@ import { withTimeout } from './timeout.js';
 import { budgetBacklog } from './budget/report.js';
 import { createUsageLog } from './budget/usage.js';
 import { REFRESH_KINDS, createBackfillQueue, createEventQueue, createIntakeQueue, createMaintenanceQueue, createRefreshQueue, type RefreshQueues } from './queues/index.js';
+
+/** The run id of the server that holds KEYS[1] (on Redis Cluster, the master of its slot). */
+const SERVER_RUN_ID = `return string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')`;
 
 export interface DepsOptions {
   log?: Logger;
@@ -55,27 +58,41 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
   // Producer side of the queue: no offline queue, so a down Redis fails fast and the webhook answers 503.
   const queueRedis = connect({ ...redisOpts, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
   // One log line per outage and per recovery, not one per retry. The queues share queueRedis: one log for both.
-  watchOutages(redis, createOutageLog(log, 'redis'), 'ready');
+  // A Redis Cluster client says `ready` only when it connects anew, not when a failover moved the
+  // prefix's slot to another master: there, an outage ends when a command on the slot works again.
+  const outageOpts = config.REDIS_CLUSTER_NODES.length > 0 ? { probe: () => redis.exists(`${prefix}:server`) } : {};
+  const outageLog = (connection: string) => {
+    const o = createOutageLog(log, connection, outageOpts);
+    closers.push(async () => o.close());
+    return o;
+  };
+  watchOutages(redis, outageLog('redis'), 'ready');
   // Redis replaced by another server (a failover to a replica, a restart
   // without persistence) may not hold the limiter's latest bookings: nothing
   // is sent until one window has passed, so the window they were in can never
   // hold N + 1 (src/oura/limiter.ts, afterReconnect). A reconnect to the same
-  // server (its run id unchanged) costs nothing.
+  // server (its run id unchanged) costs nothing. The server asked is the one
+  // holding the prefix's keys: on Redis Cluster, the master of the tag's slot,
+  // looked at again whenever the client refreshes its map of the slots (every
+  // few seconds), since a failover there swaps masters without a reconnect.
   let redisRunId: string | null = null;
-  redis.on('ready', () => {
+  const checkServer = () => {
     void redis
-      .info('server')
-      .then(async (info) => {
-        const runId = /run_id:(\w+)/.exec(info)?.[1] ?? null;
+      .eval(SERVER_RUN_ID, 1, `${prefix}:server`)
+      .then(async (reply) => {
+        const runId = typeof reply === 'string' ? reply : null;
         if (redisRunId && runId && runId !== redisRunId) {
+          redisRunId = runId;
           log.warn({ module: 'limiter' }, 'redis is another server now: the limiter waits one window before sending');
           await limiter.afterReconnect();
         }
         redisRunId = runId ?? redisRunId;
       })
       .catch((err: Error) => log.warn({ module: 'limiter', err }, 'could not tell which redis server answers'));
-  });
-  const queueOutages = createOutageLog(log, 'redis (queues)');
+  };
+  redis.on('ready', checkServer);
+  redis.on('refresh', checkServer);
+  const queueOutages = outageLog('redis (queues)');
   watchOutages(queueRedis, queueOutages, 'ready');
   closers.push(() => redis.quit().catch(() => redis.disconnect()));
   closers.push(() => queueRedis.quit().catch(() => queueRedis.disconnect()));
@@ -141,9 +158,9 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
     settings: { freshnessTargetS: config.FRESHNESS_TARGET_S, budgetPerS: config.OURA_APP_RATE_LIMIT.limit / config.OURA_APP_RATE_LIMIT.windowS },
   });
 
-  const workerOutages = createOutageLog(log, 'redis (workers)');
+  const workerOutages = outageLog('redis (workers)');
   /** A separate connection for each BullMQ worker (blocking commands). */
-  function workerConnection(): Redis {
+  function workerConnection(): RedisClient {
     const c = connect({ ...redisOpts, maxRetriesPerRequest: null });
     watchOutages(c, workerOutages, 'ready');
     closers.push(() => c.quit().catch(() => c.disconnect()));

@@ -1,6 +1,7 @@
+import type { Server } from 'node:http';
 import { loadConfig, orExit } from './config.js';
 import { createDeps } from './deps.js';
-import { createWorkerStatusServer } from './server/worker-status.js';
+import { createWorkerStatusServer, listenOnFirstFree } from './server/worker-status.js';
 import { startWorkers } from './workers/index.js';
 
 const MODES = ['api', 'worker', 'all'] as const;
@@ -28,10 +29,21 @@ if (app) {
     process.exit(1);
   }
 }
-// A worker-only process has no API: it serves its metrics and health for Prometheus and healthchecks.
-const metricsServer = mode === 'worker' && config.METRICS_PORT > 0 ? createWorkerStatusServer(deps).listen(config.METRICS_PORT, config.HOST) : null;
-metricsServer?.on('error', (err) => log.error({ err }, 'metrics server could not listen'));
-log.info({ port: app ? config.PORT : undefined, metricsPort: metricsServer ? config.METRICS_PORT : undefined }, 'oura-ingest started');
+// A worker-only process has no API: it serves its metrics and health for
+// Prometheus and healthchecks, on the first port of METRICS_PORT free. Without
+// one it still works, unobserved: the error says so.
+let metricsServer: Server | null = null;
+let metricsPort: number | undefined;
+if (mode === 'worker' && config.METRICS_PORT) {
+  const server = createWorkerStatusServer(deps);
+  try {
+    metricsPort = await listenOnFirstFree(server, config.METRICS_PORT, config.HOST);
+    metricsServer = server;
+  } catch (err) {
+    log.error({ err, metricsPorts: `${config.METRICS_PORT.first}-${config.METRICS_PORT.last}` }, 'metrics server could not listen: this worker serves no /metrics nor /readyz');
+  }
+}
+log.info({ port: app ? config.PORT : undefined, metricsPort }, 'oura-ingest started');
 
 let stopping = false;
 async function shutdown(signal: string) {

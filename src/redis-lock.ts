@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis-connect.js';
 
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 const EXTEND = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
@@ -32,7 +32,7 @@ export interface LockOptions {
  * by someone else for `waitMs`.
  */
 export async function withLock<T>(
-  redis: Redis,
+  redis: RedisClient,
   key: string,
   fn: () => Promise<T>,
   opts: LockOptions = {},

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis-connect.js';
 
 /** A Lua script as a command: `(numKeys, ...keys, ...args)`. */
 export type ScriptCommand = (numKeys: number, ...keysAndArgs: Array<string | number>) => Promise<unknown>;
@@ -9,7 +9,7 @@ export type ScriptCommand = (numKeys: number, ...keysAndArgs: Array<string | num
  * than the whole script with every call. Names are global to the
  * connection: defining one twice keeps the first.
  */
-export function defineScripts<N extends string>(redis: Redis, scripts: Record<N, string>): Record<N, ScriptCommand> {
+export function defineScripts<N extends string>(redis: RedisClient, scripts: Record<N, string>): Record<N, ScriptCommand> {
   const r = redis as unknown as Record<string, ScriptCommand | undefined>;
   for (const [name, lua] of Object.entries<string>(scripts)) if (!r[name]) redis.defineCommand(name, { lua });
   const out = {} as Record<N, ScriptCommand>;

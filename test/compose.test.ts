@@ -37,7 +37,7 @@ test("the NODE_OPTIONS of api and worker in compose keep the image's (setting it
 });
 
 test('api and worker have a healthcheck on /readyz at the port they serve it on, and restart', () => {
-  const ports = { api: loadConfig(composeEnv('api')).PORT, worker: loadConfig(composeEnv('worker')).METRICS_PORT };
+  const ports = { api: loadConfig(composeEnv('api')).PORT, worker: loadConfig(composeEnv('worker')).METRICS_PORT?.first };
   for (const [name, port] of Object.entries(ports)) {
     const check = services[name]?.healthcheck?.test?.join(' ') ?? '';
     assert.ok(check.includes(`http://127.0.0.1:${port}/readyz`), `${name} healthcheck reads /readyz on ${port}: ${check}`);

@@ -3,7 +3,9 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { Cluster, type ClusterOptions } from 'ioredis';
 import { ConfigError, loadConfig } from '../src/config.js';
+import { redisConnector } from '../src/redis-connect.js';
 import { serviceArgs, TEST_SECRETS } from './helpers/env.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -59,7 +61,7 @@ test('a missing or malformed value names the variable in one line', () => {
     [{ ...valid, PUBLIC_BASE_URL: 'not a url' }, /^config: PUBLIC_BASE_URL expected an absolute URL/],
     [{ ...valid, LOG_LEVEL: 'loud' }, /^config: LOG_LEVEL /],
     [{ ...valid, WEBHOOK_MAX_AGE_S: '-1' }, /^config: WEBHOOK_MAX_AGE_S /],
-    [{ ...valid, REDIS_URL: undefined }, /^config: REDIS_URL is required but not set \(or set REDIS_SENTINELS\)$/],
+    [{ ...valid, REDIS_URL: undefined }, /^config: REDIS_URL is required but not set \(or set REDIS_SENTINELS or REDIS_CLUSTER_NODES\)$/],
     [{ ...valid, REDIS_SENTINELS: '10.0.0.1:26379,sentinel-b' }, /^config: REDIS_SENTINELS expected host:port\[,host:port…\] \(got "sentinel-b"\)$/],
     [{ ...valid, BUDGET_FLOORS: 'live=0.5' }, /^config: BUDGET_FLOORS expected lane=share with lane one of backfill, timeseries, reconcile/],
     [{ ...valid, BUDGET_FLOORS: 'backfill=0.5,timeseries=0.5' }, /^config: BUDGET_FLOORS the floors add up to more than 0.9/],
@@ -93,5 +95,62 @@ test('REDIS_KEY_PREFIX takes one Redis Cluster hash tag, and refuses what would 
     const msg = errorFor({ ...valid, REDIS_KEY_PREFIX: prefix });
     assert.match(msg, /^config: REDIS_KEY_PREFIX expected 1-64 letters, .* \{hash tag\}/, prefix);
     assert.equal(msg.includes('\n'), false);
+  }
+});
+
+test('Redis Cluster: a redis+cluster:// URL or REDIS_CLUSTER_NODES, a hash-tagged prefix, the URL\'s credentials on every node', () => {
+  const byUrl = loadConfig({ ...valid, REDIS_URL: 'redis+cluster://ingest:p%40ss@10.0.0.1:7000,[::1]:7001' });
+  assert.deepEqual(byUrl.REDIS_CLUSTER_NODES, [
+    { host: '10.0.0.1', port: 7000 },
+    { host: '::1', port: 7001 },
+  ]);
+  assert.equal(byUrl.REDIS_KEY_PREFIX, '{oura-ingest}', 'the default prefix is a hash tag on Redis Cluster');
+  assert.equal(loadConfig({ ...valid, REDIS_URL: 'redis+cluster://10.0.0.1:7000', REDIS_KEY_PREFIX: 'eu.{oura}' }).REDIS_KEY_PREFIX, 'eu.{oura}');
+  const byNodes = loadConfig({ ...valid, REDIS_URL: undefined, REDIS_CLUSTER_NODES: 'redis-a:6379, redis-b:6379' });
+  assert.deepEqual(byNodes.REDIS_CLUSTER_NODES, [
+    { host: 'redis-a', port: 6379 },
+    { host: 'redis-b', port: 6379 },
+  ]);
+  assert.deepEqual(loadConfig(valid).REDIS_CLUSTER_NODES, []);
+
+  // Every connection is a cluster client; the node connections get the URL's credentials (TLS with rediss),
+  // and the cluster the options that are its own.
+  const options = (url: string) => {
+    const c = redisConnector(loadConfig({ ...valid, REDIS_URL: url }))({ lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: null });
+    assert.ok(c instanceof Cluster);
+    return c.options as ClusterOptions;
+  };
+  const o = options('redis+cluster://ingest:p%40ss@10.0.0.1:7000');
+  assert.equal(o.enableOfflineQueue, false);
+  assert.deepEqual(o.redisOptions, { maxRetriesPerRequest: null, username: 'ingest', password: 'p@ss' });
+  assert.deepEqual(options('rediss+cluster://:secret@10.0.0.1:7000').redisOptions, { maxRetriesPerRequest: null, password: 'secret', tls: {} });
+  const viaNodes = redisConnector(loadConfig({ ...valid, REDIS_URL: 'rediss://:secret@ignored:1', REDIS_CLUSTER_NODES: '10.0.0.1:7000' }))({ lazyConnect: true });
+  assert.deepEqual((viaNodes.options as ClusterOptions).redisOptions, { password: 'secret', tls: {} });
+
+  const cases: Array<[Record<string, string | undefined>, RegExp]> = [
+    [{ ...valid, REDIS_URL: 'redis+cluster://:hunter2@10.0.0.1' }, /^config: REDIS_URL expected redis\+cluster:\/\/\[user:password@\]host:port\[,host:port…\]/],
+    [{ ...valid, REDIS_URL: 'redis+cluster://:hunter2@10.0.0.1:7000/3' }, /^config: REDIS_URL expected redis\+cluster:/],
+    [{ ...valid, REDIS_CLUSTER_NODES: '10.0.0.1:7000,redis-b' }, /^config: REDIS_CLUSTER_NODES expected host:port\[,host:port…\] \(got "redis-b"\)$/],
+    [{ ...valid, REDIS_URL: 'redis://:hunter2@x/2', REDIS_CLUSTER_NODES: '10.0.0.1:7000' }, /^config: REDIS_URL names a database other than 0/],
+    [{ ...valid, REDIS_URL: ':hunter2@x', REDIS_CLUSTER_NODES: '10.0.0.1:7000' }, /^config: REDIS_URL expected redis\[s\]:\/\/\[user:password@\]host/],
+    [{ ...valid, REDIS_CLUSTER_NODES: '10.0.0.1:7000', REDIS_SENTINELS: '10.0.0.1:26379' }, /^config: REDIS_CLUSTER_NODES names a Redis Cluster, and REDIS_SENTINELS is set too/],
+    [{ ...valid, REDIS_URL: 'redis+cluster://10.0.0.1:7000', REDIS_SENTINELS: '10.0.0.1:26379' }, /^config: REDIS_URL names a Redis Cluster, and REDIS_SENTINELS is set too/],
+    [{ ...valid, REDIS_CLUSTER_NODES: '10.0.0.1:7000', REDIS_KEY_PREFIX: 'oura-ingest' }, /^config: REDIS_KEY_PREFIX needs a \{hash tag\} on Redis Cluster, e.g. \{oura-ingest\}/],
+  ];
+  for (const [env, re] of cases) {
+    const msg = errorFor(env);
+    assert.match(msg, re);
+    assert.equal(msg.includes('\n'), false);
+    assert.equal(msg.includes('hunter2'), false, 'no password in the message');
+  }
+});
+
+test('METRICS_PORT: a port, a range whose first free port each worker takes, or 0 for none', () => {
+  assert.deepEqual(loadConfig(valid).METRICS_PORT, { first: 9464, last: 9464 });
+  assert.deepEqual(loadConfig({ ...valid, METRICS_PORT: '9500' }).METRICS_PORT, { first: 9500, last: 9500 });
+  assert.deepEqual(loadConfig({ ...valid, METRICS_PORT: '9464-9471' }).METRICS_PORT, { first: 9464, last: 9471 });
+  assert.equal(loadConfig({ ...valid, METRICS_PORT: '0' }).METRICS_PORT, null);
+  for (const bad of ['9471-9464', '0-10', '9464-70000', 'any', '9464,9465']) {
+    assert.match(errorFor({ ...valid, METRICS_PORT: bad }), /^config: METRICS_PORT expected a port \(1-65535\), a range first-last/, bad);
   }
 });

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import type { ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { isDeepStrictEqual } from 'node:util';
 import { Redis } from 'ioredis';
 import type { RequestLogEntry } from '../src/sim/state.js';
 import { getServices } from './helpers/env.js';
+import { localRedisServers } from './helpers/redis-servers.js';
 import { eventually, freePort, startStack, type Stack } from './helpers/stack.js';
 
 /**
@@ -20,19 +20,7 @@ import { eventually, freePort, startStack, type Stack } from './helpers/stack.js
 const LIMIT = { limit: 20, windowS: 2 };
 const NAME = 'oura-test';
 
-const dir = mkdtempSync(path.join(tmpdir(), 'oura-failover-'));
-const servers: ChildProcess[] = [];
-function redisServer(args: string[]): ChildProcess {
-  const child = spawn('redis-server', args, { stdio: 'ignore' });
-  servers.push(child);
-  return child;
-}
-async function ping(port: number): Promise<Redis> {
-  const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => 200 });
-  r.on('error', () => {}); // refused until the server listens
-  await eventually(`redis on ${port}`, async () => (await r.ping().catch(() => null)) === 'PONG', { timeoutMs: 10_000, intervalMs: 100 });
-  return r;
-}
+const redisServers = localRedisServers('failover');
 
 let stack: Stack;
 let masterProcess: ChildProcess;
@@ -43,10 +31,9 @@ before(async () => {
   master = await freePort();
   replica = await freePort();
   const sentinelPort = await freePort();
-  // --dir: a full sync makes the master write an RDB file; it goes with the test's directory.
-  const common = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
-  masterProcess = redisServer(['--port', String(master), ...common]);
-  redisServer(['--port', String(replica), ...common, '--replicaof', '127.0.0.1', String(master)]);
+  masterProcess = redisServers.server(master);
+  redisServers.server(replica, ['--replicaof', '127.0.0.1', String(master)]);
+  const dir = redisServers.dir;
   const conf = path.join(dir, 'sentinel.conf');
   writeFileSync(
     conf,
@@ -62,11 +49,11 @@ before(async () => {
       '',
     ].join('\n'),
   );
-  redisServer([conf, '--sentinel']);
-  const r = await ping(replica);
+  redisServers.spawn([conf, '--sentinel']);
+  const r = await redisServers.connect(replica);
   await eventually('the replica in sync', async () => /master_link_status:up/.test(await r.info('replication')), { timeoutMs: 10_000 });
   await r.quit();
-  sentinel = await ping(sentinelPort);
+  sentinel = await redisServers.connect(sentinelPort);
   await eventually('the sentinel sees the replica', async () => ((await sentinel.call('sentinel', 'replicas', NAME)) as unknown[]).length === 1, { timeoutMs: 10_000 });
 
   const { adminDatabaseUrl } = await getServices();
@@ -85,8 +72,7 @@ before(async () => {
 after(async () => {
   await stack?.close();
   await sentinel?.quit().catch(() => {});
-  for (const s of servers) s.kill('SIGKILL');
-  rmSync(dir, { recursive: true, force: true });
+  redisServers.stop();
 });
 
 /** The most requests the simulator saw in any rolling window. */
@@ -162,7 +148,7 @@ test('a Sentinel failover mid-stream: every acknowledged delivery lands, workers
   const requests = log.filter((r) => r.path.startsWith('/v2/usercollection/'));
   assert.ok(peak(requests, LIMIT.windowS * 1000) <= LIMIT.limit, `peak ${peak(requests, LIMIT.windowS * 1000)} in a rolling ${LIMIT.windowS} s`);
   t.diagnostic(`${acknowledged.size}/${created.length - 5} acknowledged and landed; resumed in ${resumeMs} ms; peak ${peak(requests, LIMIT.windowS * 1000)} per ${LIMIT.windowS} s; ${requests.length} requests`);
-  const port = (r: Redis) => (r as unknown as { stream?: { remotePort?: number } }).stream?.remotePort;
+  const port = (r: object) => (r as { stream?: { remotePort?: number } }).stream?.remotePort;
   t.diagnostic(`master ${master} (killed), replica ${replica}; the service's connections: ${port(stack.deps.redis)}, ${port(stack.deps.queueRedis)}`);
   assert.equal(port(stack.deps.redis), replica, 'the service follows the new master');
   assert.equal(port(stack.deps.queueRedis), replica);

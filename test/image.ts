@@ -298,7 +298,7 @@ describe(`the image, built and run with ${found.name}`, { concurrency: 1 }, () =
     /** The port compose's healthcheck names, and the one this run gave the service instead. */
     const running: Record<string, { name: string; port: number; ours: number }> = {
       api: { name: containerName('api'), port: loadConfig(composeEnv('api')).PORT, ours: ports.api },
-      worker: { name: containerName('worker'), port: loadConfig(composeEnv('worker')).METRICS_PORT, ours: ports.worker },
+      worker: { name: containerName('worker'), port: loadConfig(composeEnv('worker')).METRICS_PORT!.first, ours: ports.worker },
     };
     const checked = Object.entries(compose).filter(([, s]) => s.healthcheck?.test?.length);
     assert.ok(checked.length >= 4, `compose has healthchecks (${checked.map(([n]) => n).join(', ')})`);

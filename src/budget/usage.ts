@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-connect.js';
 
 /**
  * Counts of what the budget was spent on, shared by every process: requests
@@ -13,7 +13,7 @@ export type UsageCounter = `requests:${string}` | 'events_served' | `runs:${stri
 const MINUTE = 60_000;
 const HOUR = 3_600_000;
 
-export function createUsageLog(redis: Redis, prefix: string) {
+export function createUsageLog(redis: RedisClient, prefix: string) {
   // One hash tag: under Redis Cluster a counter's minute and hour keys share a slot.
   const base = `${prefix}:{budget}`;
   const minuteKey = (t: number) => `${base}:m:${Math.floor(t / MINUTE)}`;

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-connect.js';
 import type { RateLimit } from '../config.js';
 import { defineScripts } from '../redis-scripts.js';
 import { DEFAULT_FLOORS, LANES, type BackgroundLane, type Lane } from './lanes.js';
@@ -226,7 +226,7 @@ export function tokenKey(accessToken: string): string {
   return createHash('sha256').update(accessToken).digest('hex').slice(0, 24);
 }
 
-export function createLimiter(redis: Redis, opts: LimiterOptions) {
+export function createLimiter(redis: RedisClient, opts: LimiterOptions) {
   const cmd = defineScripts(redis, {
     ouraLimiterAcquire: SCRIPT,
     ouraLimiterPause: PAUSE_SCRIPT,

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-connect.js';
 import type { Logger } from 'pino';
 import type { TokenCipher } from '../crypto.js';
 import type { UsersRepo } from '../db/users.js';
@@ -38,7 +38,7 @@ export function createTokenService(deps: {
   users: UsersRepo;
   cipher: TokenCipher;
   oura: OuraClient;
-  redis: Redis;
+  redis: RedisClient;
   log: Logger;
   prefix: string;
   metrics?: Metrics;

@@ -1,5 +1,5 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-connect.js';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { DAY_MS, utcMidnight } from '../dates.js';
@@ -61,7 +61,7 @@ export function windowCount(kind: DataKind, start: number, end: number): number 
   return Math.max(1, Math.ceil((end - start) / (windowDays(kind) * DAY_MS)));
 }
 
-export function createBackfillQueue(connection: Redis, prefix: string) {
+export function createBackfillQueue(connection: RedisClient, prefix: string) {
   return new Queue<BackfillJob>(BACKFILL_QUEUE, {
     connection,
     prefix,

@@ -1,5 +1,5 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-connect.js';
 import { z } from 'zod';
 
 /** Queue of webhook-driven fetches. */
@@ -39,7 +39,7 @@ export function eventJobId(eventId: number): string {
   return `evt-${eventId}`;
 }
 
-export function createEventQueue(connection: Redis, prefix: string, retry: { attempts: number; backoffMs: number } = { attempts: 8, backoffMs: 2000 }) {
+export function createEventQueue(connection: RedisClient, prefix: string, retry: { attempts: number; backoffMs: number } = { attempts: 8, backoffMs: 2000 }) {
   return new Queue<EventJob>(EVENTS_QUEUE, {
     connection,
     prefix,

@@ -1,5 +1,5 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-connect.js';
 import { z } from 'zod';
 
 /**
@@ -20,7 +20,7 @@ export const INTAKE_QUEUE = 'oura-intake';
 export const IntakeJob = z.object({ deliveryIds: z.array(z.number().int().positive()) });
 export type IntakeJob = z.infer<typeof IntakeJob>;
 
-export function createIntakeQueue(connection: Redis, prefix: string) {
+export function createIntakeQueue(connection: RedisClient, prefix: string) {
   return new Queue<IntakeJob>(INTAKE_QUEUE, {
     connection,
     prefix,

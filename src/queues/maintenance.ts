@@ -1,10 +1,10 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-connect.js';
 
 /** Queue of repeatable housekeeping jobs (reconciliation, subscription renewal, event retention). */
 export const MAINTENANCE_QUEUE = 'oura-maintenance';
 
-export function createMaintenanceQueue(connection: Redis, prefix: string) {
+export function createMaintenanceQueue(connection: RedisClient, prefix: string) {
   return new Queue(MAINTENANCE_QUEUE, {
     connection,
     prefix,

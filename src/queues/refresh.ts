@@ -1,5 +1,5 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-connect.js';
 import { z } from 'zod';
 
 /**
@@ -16,7 +16,7 @@ export const REFRESH_QUEUES: Record<RefreshKind, string> = { timeseries: 'oura-t
 export const RefreshJob = z.object({ userId: z.string().min(1) });
 export type RefreshJob = z.infer<typeof RefreshJob>;
 
-export function createRefreshQueue(connection: Redis, prefix: string, kind: RefreshKind) {
+export function createRefreshQueue(connection: RedisClient, prefix: string, kind: RefreshKind) {
   return new Queue<RefreshJob>(REFRESH_QUEUES[kind], {
     connection,
     prefix,

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-connect.js';
 import { createSigner } from '../crypto.js';
 import type { UsersRepo } from '../db/users.js';
 import { OuraApiError, type OuraClient } from '../oura/client.js';
@@ -15,7 +15,7 @@ export interface OAuthDeps {
   authorizeUrl: string;
   publicBaseUrl: string;
   stateSecret: string;
-  redis: Redis;
+  redis: RedisClient;
   keyPrefix: string;
   oura: OuraClient;
   users: UsersRepo;

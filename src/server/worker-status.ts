@@ -1,4 +1,5 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { PortRange } from '../config.js';
 import type { Deps } from '../deps.js';
 import { pathOnly } from '../logger.js';
 import { readinessReport } from './readiness.js';
@@ -32,4 +33,28 @@ export function createWorkerStatusServer(deps: Pick<Deps, 'metrics' | 'readiness
       json(res, 404, { code: 'not_found', message: `no route ${req.method} ${url}` });
     }
   });
+}
+
+/**
+ * Listens on the first port of `range` that no other process holds (several
+ * workers on one host, each with the same METRICS_PORT range); resolves to
+ * that port. Rejects when every port of the range is taken, naming it.
+ */
+export async function listenOnFirstFree(server: Server, range: PortRange, host: string): Promise<number> {
+  for (let port = range.first; port <= range.last; port++) {
+    const err = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
+      const onError = (e: NodeJS.ErrnoException) => {
+        server.off('listening', onListening);
+        resolve(e);
+      };
+      const onListening = () => {
+        server.off('error', onError);
+        resolve(null);
+      };
+      server.once('error', onError).once('listening', onListening).listen(port, host);
+    });
+    if (!err) return port;
+    if (err.code !== 'EADDRINUSE') throw err;
+  }
+  throw new Error(range.first === range.last ? `port ${range.first} is in use` : `every port from ${range.first} to ${range.last} is in use`);
 }

@@ -1,5 +1,5 @@
 import { Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-connect.js';
 import { DAY_MS, isoDay } from '../dates.js';
 import { createDocumentsRepo } from '../db/documents.js';
 import { createSeriesRepo } from '../db/series.js';
@@ -71,7 +71,7 @@ async function runWindow(deps: Deps, job: Extract<BackfillJob, { kind: 'window' 
   return 'stored';
 }
 
-export function createBackfillWorker(deps: Deps, connection: Redis, concurrency = 4) {
+export function createBackfillWorker(deps: Deps, connection: RedisClient, concurrency = 4) {
   const log = deps.log.child({ module: 'backfill-worker' });
   const worker = new Worker<BackfillJob>(
     BACKFILL_QUEUE,

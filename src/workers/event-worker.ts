@@ -1,5 +1,5 @@
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-connect.js';
 import type { Logger } from 'pino';
 import { scrubError } from '../logger.js';
 import type { OutageLog } from '../outages.js';
@@ -11,9 +11,9 @@ import { EVENTS_QUEUE, EventJob } from '../queues/index.js';
 
 export interface EventWorkerDeps extends ProcessEventDeps {
   /** A connection for BullMQ's blocking commands (maxRetriesPerRequest: null). */
-  workerConnection: Redis;
+  workerConnection: RedisClient;
   /** A connection for the per-(user, type) locks. */
-  redis: Redis;
+  redis: RedisClient;
   prefix: string;
   concurrency: number;
   workerOutages: OutageLog;

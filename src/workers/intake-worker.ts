@@ -1,5 +1,5 @@
 import { Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-connect.js';
 import type { AdmittedDeliveries, EventsRepo } from '../db/events.js';
 import type { Deps } from '../deps.js';
 import { INTAKE_QUEUE, IntakeJob, queueEvents, requeueEvents, type EventQueue } from '../queues/index.js';
@@ -53,7 +53,7 @@ async function queueRecorded(queue: EventQueue, eventIds: number[], repeats: num
 }
 
 /** Runs the intake queue: each job is one admitAndQueue. */
-export function createIntakeWorker(deps: IntakeDeps & { prefix: string }, connection: Redis, concurrency = 4) {
+export function createIntakeWorker(deps: IntakeDeps & { prefix: string }, connection: RedisClient, concurrency = 4) {
   return new Worker<IntakeJob>(
     INTAKE_QUEUE,
     async (job) => {

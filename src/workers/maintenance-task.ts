@@ -1,5 +1,5 @@
 import type { WorkerOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-connect.js';
 import type { Deps } from '../deps.js';
 
 /** A repeatable housekeeping task (see maintenance.ts). */
@@ -17,7 +17,7 @@ export interface MaintenanceTask {
  * Options of a worker that fetches from Oura in the background: a job held by
  * a dead worker runs again after JOB_LOCK_MS, a few times at most.
  */
-export function backgroundWorkerOptions(deps: Pick<Deps, 'prefix' | 'config'>, connection: Redis, concurrency: number): WorkerOptions {
+export function backgroundWorkerOptions(deps: Pick<Deps, 'prefix' | 'config'>, connection: RedisClient, concurrency: number): WorkerOptions {
   return {
     connection,
     prefix: deps.prefix,

@@ -1,6 +1,6 @@
 import { Worker, type Queue } from 'bullmq';
 import { MAINTENANCE_QUEUE } from '../queues/index.js';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-connect.js';
 import type { Deps } from '../deps.js';
 import type { MaintenanceTask } from './maintenance-task.js';
 
@@ -36,7 +36,7 @@ export async function scheduleMaintenance(queue: Queue, tasks: MaintenanceTask[]
   }
 }
 
-export function createMaintenanceWorker(deps: Deps, tasks: MaintenanceTask[], connection: Redis) {
+export function createMaintenanceWorker(deps: Deps, tasks: MaintenanceTask[], connection: RedisClient) {
   const byName = new Map(tasks.map((t) => [t.name, t]));
   const log = deps.log.child({ module: 'maintenance' });
   const worker = new Worker(

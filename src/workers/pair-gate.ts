@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-connect.js';
 import { defineScripts } from '../redis-scripts.js';
 
 /**
@@ -74,7 +74,7 @@ export interface PairGateOptions {
   staleMs?: number;
 }
 
-export function createPairGate(redis: Redis, opts: PairGateOptions) {
+export function createPairGate(redis: RedisClient, opts: PairGateOptions) {
   const cmd = defineScripts(redis, { ouraPairGateEnter: ENTER, ouraPairGateRenew: RENEW });
   const enter = (...a: Array<string | number>) => cmd.ouraPairGateEnter(3, ...a);
   const renewLease = (...a: Array<string | number>) => cmd.ouraPairGateRenew(1, ...a);

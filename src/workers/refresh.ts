@@ -1,5 +1,5 @@
 import { Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-connect.js';
 import { DAY_MS, isoDay, utcMidnight } from '../dates.js';
 import type { Deps } from '../deps.js';
 import { scrubError } from '../logger.js';
@@ -84,7 +84,7 @@ export async function refreshSeries(deps: Deps, userId: string): Promise<{ sampl
 }
 
 /** Runs one kind of refresh (see src/queues/refresh.ts) with its own workers. */
-export function createRefreshWorker(deps: Deps, kind: RefreshKind, connection: Redis, concurrency: number) {
+export function createRefreshWorker(deps: Deps, kind: RefreshKind, connection: RedisClient, concurrency: number) {
   const log = deps.log.child({ module: `${kind}-worker` });
   const worker = new Worker<RefreshJob>(
     REFRESH_QUEUES[kind],

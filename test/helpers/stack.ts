@@ -6,7 +6,7 @@ import type { SimOptions } from '../../src/sim/index.js';
 import { TEST_LOG_DIR } from '../check-logs.js';
 import { serviceRuntime, TEST_SECRETS } from './env.js';
 
-export { eventually, freePort } from '../../dev/util.js';
+export { eventually, freePort, freePortRange } from '../../dev/util.js';
 export { repoRoot };
 
 const TEST_LOG_LEVEL = process.env.TEST_LOG_LEVEL ?? 'debug';
@@ -27,10 +27,12 @@ export async function startStack(
     label?: string;
     /** Another Redis (or Postgres) than the machine's own. */
     services?: { adminDatabaseUrl: string; redisUrl: string };
+    /** The key prefix as a hash tag, `{label-…}`, as Redis Cluster needs. */
+    hashTag?: boolean;
   } = {},
 ): Promise<Stack> {
   const label = opts.label ?? 'stack';
-  const prefix = uniquePrefix(label);
+  const prefix = opts.hashTag ? `{${uniquePrefix(label)}}` : uniquePrefix(label);
   return startDevStack({
     label,
     prefix,
