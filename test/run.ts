@@ -56,6 +56,7 @@ const LONGEST_FIRST = [
   'scarce-budget.test.ts', // 39
   'durability.test.ts', // 36
   'demo.test.ts', // 30
+  'cluster.test.ts', // 16
   'failures.test.ts', // 14
   'cli.test.ts', // 11
   'recheck.test.ts', // 10
@@ -65,6 +66,7 @@ const LONGEST_FIRST = [
   'subscriptions.test.ts', // 8
   'partitions.test.ts', // 8
   'observability.test.ts', // 7
+  'metrics-port.test.ts', // 6
   'error-logs.test.ts', // 5
   'sim.test.ts', // 5
   'redelivery.test.ts', // 4
