@@ -1,55 +1,6 @@
-import type pg from 'pg';
+import type { RelationDoc } from '../src/db/comments.js';
 
-/** One relation of schema oura as the catalog describes it. */
-export interface RelationDoc {
-  name: string;
-  kind: 'table' | 'partitioned table' | 'view';
-  comment: string | null;
-  readerSelects: boolean | null;
-  columns: Array<{ name: string; type: string; notNull: boolean; comment: string | null }>;
-}
-
-/** Every table and view of schema oura (partitions aside: they share their parent's columns), from the catalog. */
-export async function describeSchema(pool: pg.Pool): Promise<RelationDoc[]> {
-  const reader = (await pool.query(`select 1 from pg_roles where rolname = 'oura_reader'`)).rowCount === 1;
-  const { rows } = await pool.query<{
-    rel: string;
-    kind: string;
-    rel_comment: string | null;
-    reader: boolean | null;
-    col: string;
-    type: string;
-    not_null: boolean;
-    col_comment: string | null;
-  }>(
-    `select c.relname as rel, c.relkind as kind, obj_description(c.oid, 'pg_class') as rel_comment,
-            case when $1 then has_table_privilege('oura_reader', c.oid, 'SELECT') end as reader,
-            a.attname as col, format_type(a.atttypid, a.atttypmod) as type, a.attnotnull as not_null,
-            col_description(c.oid, a.attnum) as col_comment
-       from pg_class c
-       join pg_namespace n on n.oid = c.relnamespace and n.nspname = 'oura'
-       join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
-      where c.relkind in ('r', 'p', 'v') and not c.relispartition
-      order by c.relname, a.attnum`,
-    [reader],
-  );
-  const out = new Map<string, RelationDoc>();
-  for (const r of rows) {
-    let rel = out.get(r.rel);
-    if (!rel) {
-      rel = {
-        name: r.rel,
-        kind: r.kind === 'v' ? 'view' : r.kind === 'p' ? 'partitioned table' : 'table',
-        comment: r.rel_comment,
-        readerSelects: r.reader,
-        columns: [],
-      };
-      out.set(r.rel, rel);
-    }
-    rel.columns.push({ name: r.col, type: r.type, notNull: r.not_null, comment: r.col_comment });
-  }
-  return [...out.values()];
-}
+export { describeSchema, type RelationDoc } from '../src/db/comments.js';
 
 const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 

@@ -194,58 +194,39 @@ export function registerCollectors(
     if (!backlog || Date.now() - backlog.at > 1000) backlog = { at: Date.now(), value: scrapeTimeout(sources.budgetBacklog()) };
     return backlog.value;
   };
-  new Gauge({
-    name: 'oura_ingest_budget_backlog',
-    help: 'Work waiting, by purpose: live = webhook events queued, backfill = windows left, timeseries and reconcile = active users past their target interval',
-    labelNames: ['purpose'] as const,
-    registers: [registry],
-    async collect() {
-      this.reset();
-      try {
-        for (const [purpose, b] of Object.entries(await budgetBacklog())) this.set({ purpose }, b.items);
-      } catch {
-        /* Postgres down */
-      }
-    },
-  });
-  new Gauge({
-    name: 'oura_ingest_budget_oldest_wait_seconds',
-    help: 'How long the oldest waiting work has waited, by purpose (timeseries and reconcile: how far the user most behind is past the target; 0 when none)',
-    labelNames: ['purpose'] as const,
-    registers: [registry],
-    async collect() {
-      this.reset();
-      try {
-        for (const [purpose, b] of Object.entries(await budgetBacklog())) this.set({ purpose }, b.oldestWaitS ?? 0);
-      } catch {
-        /* Postgres down */
-      }
-    },
-  });
-  new Gauge({
-    name: 'oura_ingest_users',
-    help: 'Connected users by status (active, reauth_required, disconnected, …)',
-    labelNames: ['status'] as const,
-    registers: [registry],
-    async collect() {
-      this.reset();
-      try {
-        for (const [status, n] of Object.entries(await scrapeTimeout(sources.usersByStatus()))) this.set({ status }, n);
-      } catch {
-        /* Postgres down */
-      }
-    },
-  });
-  new Gauge({
-    name: 'oura_ingest_ready',
-    help: 'What /readyz says, by check (postgres, redis, migrations): 1 passing, 0 failing',
-    labelNames: ['check'] as const,
-    registers: [registry],
-    async collect() {
-      this.reset();
-      for (const [check, ok] of Object.entries(await sources.readiness())) this.set({ check }, ok ? 1 : 0);
-    },
-  });
+  /** A gauge of one label, set at each scrape from `read` (no figure when its store is down, rather than a wrong one). */
+  const labelled = <L extends string>(name: string, help: string, label: L, read: () => Promise<Record<string, number>>) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: [label],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        try {
+          for (const [value, n] of Object.entries(await read())) this.set({ [label]: value } as Record<L, string>, n);
+        } catch {
+          /* Postgres or Redis down */
+        }
+      },
+    });
+  const mapValues = <T>(o: Record<string, T>, f: (v: T) => number) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, f(v)]));
+  labelled(
+    'oura_ingest_budget_backlog',
+    'Work waiting, by purpose: live = webhook events queued, backfill = windows left, timeseries and reconcile = active users past their target interval',
+    'purpose',
+    async () => mapValues(await budgetBacklog(), (b) => b.items),
+  );
+  labelled(
+    'oura_ingest_budget_oldest_wait_seconds',
+    'How long the oldest waiting work has waited, by purpose (timeseries and reconcile: how far the user most behind is past the target; 0 when none)',
+    'purpose',
+    async () => mapValues(await budgetBacklog(), (b) => b.oldestWaitS ?? 0),
+  );
+  labelled('oura_ingest_users', 'Connected users by status (active, reauth_required, revoked)', 'status', () => scrapeTimeout(sources.usersByStatus()));
+  labelled('oura_ingest_ready', 'What /readyz says, by check (postgres, redis, migrations): 1 passing, 0 failing', 'check', async () =>
+    mapValues(await sources.readiness(), (ok) => (ok ? 1 : 0)),
+  );
   new Gauge({
     name: 'oura_ingest_freshness_target_seconds',
     help: 'FRESHNESS_TARGET_S: how long a live event may wait before it is served',

@@ -125,6 +125,57 @@ export function schemaComments(): SchemaComments {
 const quoteLiteral = (s: string) => `'${s.replace(/'/g, "''")}'`;
 const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
 
+/** One relation of schema oura as the catalog describes it. */
+export interface RelationDoc {
+  name: string;
+  kind: 'table' | 'partitioned table' | 'view';
+  comment: string | null;
+  readerSelects: boolean | null;
+  columns: Array<{ name: string; type: string; notNull: boolean; comment: string | null }>;
+}
+
+/** Every table and view of schema oura (partitions aside: they share their parent's columns), from the catalog. */
+export async function describeSchema(pool: pg.Pool): Promise<RelationDoc[]> {
+  const reader = (await pool.query(`select 1 from pg_roles where rolname = 'oura_reader'`)).rowCount === 1;
+  const { rows } = await pool.query<{
+    rel: string;
+    kind: string;
+    rel_comment: string | null;
+    reader: boolean | null;
+    col: string;
+    type: string;
+    not_null: boolean;
+    col_comment: string | null;
+  }>(
+    `select c.relname as rel, c.relkind as kind, obj_description(c.oid, 'pg_class') as rel_comment,
+            case when $1 then has_table_privilege('oura_reader', c.oid, 'SELECT') end as reader,
+            a.attname as col, format_type(a.atttypid, a.atttypmod) as type, a.attnotnull as not_null,
+            col_description(c.oid, a.attnum) as col_comment
+       from pg_class c
+       join pg_namespace n on n.oid = c.relnamespace and n.nspname = 'oura'
+       join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+      where c.relkind in ('r', 'p', 'v') and not c.relispartition
+      order by c.relname, a.attnum`,
+    [reader],
+  );
+  const out = new Map<string, RelationDoc>();
+  for (const r of rows) {
+    let rel = out.get(r.rel);
+    if (!rel) {
+      rel = {
+        name: r.rel,
+        kind: r.kind === 'v' ? 'view' : r.kind === 'p' ? 'partitioned table' : 'table',
+        comment: r.rel_comment,
+        readerSelects: r.reader,
+        columns: [],
+      };
+      out.set(r.rel, rel);
+    }
+    rel.columns.push({ name: r.col, type: r.type, notNull: r.not_null, comment: r.col_comment });
+  }
+  return [...out.values()];
+}
+
 /**
  * Sets the comments where they differ from schemaComments() (so a start with
  * nothing to change writes nothing), in one transaction. Tables and columns
@@ -132,29 +183,14 @@ const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
  */
 export async function applyComments(pool: pg.Pool): Promise<number> {
   const wanted = schemaComments();
-  const { rows } = await pool.query<{ table: string; kind: string; column: string | null; comment: string | null }>(`
-    select c.relname as table, c.relkind as kind, a.attname as column, d.description as comment
-      from pg_class c
-      join pg_namespace n on n.oid = c.relnamespace and n.nspname = 'oura'
-      left join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
-      left join pg_description d on d.objoid = c.oid and d.classoid = 'pg_class'::regclass and d.objsubid = coalesce(a.attnum, 0)
-     where c.relkind in ('r', 'p', 'v') and not c.relispartition
-    union all
-    select c.relname, c.relkind, null, d.description
-      from pg_class c
-      join pg_namespace n on n.oid = c.relnamespace and n.nspname = 'oura'
-      left join pg_description d on d.objoid = c.oid and d.classoid = 'pg_class'::regclass and d.objsubid = 0
-     where c.relkind in ('r', 'p', 'v') and not c.relispartition`);
   const statements: string[] = [];
-  for (const r of rows) {
-    const w = wanted[r.table];
+  for (const r of await describeSchema(pool)) {
+    const w = wanted[r.name];
     if (!w) continue;
-    const kind = r.kind === 'v' ? 'view' : 'table';
-    if (r.column === null) {
-      if (r.comment !== w.table) statements.push(`comment on ${kind} oura.${ident(r.table)} is ${quoteLiteral(w.table)}`);
-    } else {
-      const c = w.columns[r.column];
-      if (c !== undefined && r.comment !== c) statements.push(`comment on column oura.${ident(r.table)}.${ident(r.column)} is ${quoteLiteral(c)}`);
+    if (r.comment !== w.table) statements.push(`comment on ${r.kind === 'view' ? 'view' : 'table'} oura.${ident(r.name)} is ${quoteLiteral(w.table)}`);
+    for (const c of r.columns) {
+      const text = w.columns[c.name];
+      if (text !== undefined && c.comment !== text) statements.push(`comment on column oura.${ident(r.name)}.${ident(c.name)} is ${quoteLiteral(text)}`);
     }
   }
   if (statements.length === 0) return 0;

@@ -21,3 +21,8 @@ export function isAdmin(header: string | undefined, adminToken: string, opts: { 
   const token = presentedAdminToken(header, opts);
   return token !== null && safeEqual(token, adminToken);
 }
+
+/** With ADMIN_READONLY, the admin surfaces answer only the methods that read. */
+export function refusedAsReadonly(readonly: boolean | undefined, method: string): boolean {
+  return readonly === true && method !== 'GET' && method !== 'HEAD';
+}

@@ -4,7 +4,7 @@ import { listFailed, replayFailed } from '../admin/failed.js';
 import { listSubscriptions, syncAppSubscriptions } from '../admin/subscriptions.js';
 import { backfillUser, defaultBackfillDays, disconnectUser, listUsers } from '../admin/users.js';
 import { budgetReport } from '../budget/report.js';
-import { isAdmin } from './admin-auth.js';
+import { isAdmin, refusedAsReadonly } from './admin-auth.js';
 import type { Deps } from '../deps.js';
 import { AppError, parseOr, viaOura } from '../errors/catalog.js';
 
@@ -39,7 +39,7 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRoutesOptions
     if (!isAdmin(req.headers.authorization, opts.adminToken)) {
       throw new AppError('unauthorized', 'admin routes need Authorization: Bearer <ADMIN_TOKEN>');
     }
-    if (opts.readonly && req.method !== 'GET' && req.method !== 'HEAD') {
+    if (refusedAsReadonly(opts.readonly, req.method)) {
       throw new AppError('admin_readonly', 'the admin API is read-only here (ADMIN_READONLY=true): use the CLI where changes are allowed');
     }
   });

@@ -3,7 +3,7 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import type { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
-import { isAdmin } from './admin-auth.js';
+import { isAdmin, refusedAsReadonly } from './admin-auth.js';
 import { ERROR_STATUS } from '../errors/catalog.js';
 
 export const QUEUES_DASHBOARD_PATH = '/admin/queues';
@@ -52,7 +52,7 @@ export async function queuesDashboard(app: FastifyInstance, opts: QueuesDashboar
     scope.addHook('onRequest', async (req, reply) => {
       if (isAdmin(req.headers.authorization, opts.adminToken, { basic: true })) {
         // Bull Board refuses what its read-only mode knows of; this refuses every change, whatever a version adds.
-        if (!opts.readonly || req.method === 'GET' || req.method === 'HEAD') return;
+        if (!refusedAsReadonly(opts.readonly, req.method)) return;
         return reply.code(ERROR_STATUS.admin_readonly).send({
           code: 'admin_readonly',
           message: 'the queue dashboard is read-only here (ADMIN_READONLY=true)',
