@@ -30,7 +30,11 @@ describe('admin API', () => {
     return { status: res.status, body: text ? JSON.parse(text) : null, text };
   }
 
-  /** Rows of a user in every table of schema `oura` that has a user_id column, plus oura.users by id. */
+  /**
+   * Rows of a user in every table of schema `oura` that has a user_id column,
+   * plus oura.users by id; the change feed's user.disconnected, which a
+   * deletion leaves on purpose, not counted.
+   */
   async function rowsOfUser(userId: string): Promise<Record<string, number>> {
     const { rows: tables } = await stack.deps.pool.query<{ table_name: string }>(
       `select c.table_name from information_schema.columns c
@@ -40,7 +44,8 @@ describe('admin API', () => {
     assert.ok(tables.length >= 19, `found the document, time-series and event tables (${tables.length})`);
     const counts: Record<string, number> = {};
     for (const { table_name } of tables) {
-      const r = await stack.deps.pool.query<{ n: string }>(`select count(*) as n from oura."${table_name}" where user_id = $1`, [userId]);
+      const disconnected = table_name === 'changes' ? ` and op <> 'disconnected'` : '';
+      const r = await stack.deps.pool.query<{ n: string }>(`select count(*) as n from oura."${table_name}" where user_id = $1${disconnected}`, [userId]);
       counts[table_name] = Number(r.rows[0]!.n);
     }
     const u = await stack.deps.pool.query<{ n: string }>('select count(*) as n from oura.users where id = $1', [userId]);
@@ -174,6 +179,8 @@ describe('admin API', () => {
     assert.ok(res.body.deleted_rows >= 8, `deleted ${res.body.deleted_rows} rows`);
 
     assert.deepEqual(await rowsOfUser(userId), {}, 'no row of the user is left in schema oura');
+    const feed = await stack.deps.pool.query<{ kind: string; op: string }>('select kind, op from oura.changes where user_id = $1', [userId]);
+    assert.deepEqual(feed.rows, [{ kind: 'user', op: 'disconnected' }], 'the change feed keeps one change for the user: they are gone');
     assert.equal((await personalInfo()).status, 401, 'the token was revoked at Oura');
     const otherRows = await rowsOfUser(other);
     for (const table of ['users', 'workout', 'heartrate', 'ring_battery_level', 'webhook_events']) {

@@ -1,4 +1,5 @@
 import { and, asc, eq, inArray, sql } from 'drizzle-orm';
+import { lockUserChanges, recordChanges } from './changes.js';
 import type { Db } from './index.js';
 import { users, webhookEvents } from './schema/core.js';
 
@@ -61,6 +62,8 @@ export function createAdminRepo(db: Db) {
       for (let attempt = 1; ; attempt++) {
         try {
           return await db.transaction(async (tx) => {
+            // Before the first write: this transaction records a change (see src/db/changes.ts).
+            await lockUserChanges(tx as unknown as Db, userId);
             const locked = await tx.execute(sql`select id from oura.users where id = ${userId} for update`);
             if (locked.rows.length === 0) return null;
             let rows = 0;
@@ -78,6 +81,8 @@ export function createAdminRepo(db: Db) {
             }
             const u = await tx.execute(sql`delete from oura.users where id = ${userId}`);
             rows += u.rowCount ?? 0;
+            // One change, not a delete per document: see "For partners" in the README.
+            await recordChanges(tx as unknown as Db, userId, [{ kind: 'user', op: 'disconnected' }]);
             const openEventIds = events.rows.filter((e) => e.status === 'queued' || e.status === 'failed').map((e) => Number(e.id));
             return { rows, openEventIds };
           });

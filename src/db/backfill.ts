@@ -1,4 +1,5 @@
 import { and, eq, sql } from 'drizzle-orm';
+import { lockUserChanges, recordChanges } from './changes.js';
 import type { Db } from './index.js';
 import { backfillProgress } from './schema/core.js';
 
@@ -67,6 +68,8 @@ export function createBackfillRepo(db: Db) {
       write: (tx: Db) => Promise<void>,
     ): Promise<boolean> {
       return db.transaction(async (tx) => {
+        // Before the first write: this transaction records changes (see src/db/changes.ts).
+        await lockUserChanges(tx as unknown as Db, userId);
         const moved = await tx
           .update(backfillProgress)
           .set({
@@ -89,6 +92,12 @@ export function createBackfillRepo(db: Db) {
           .returning({ user_id: backfillProgress.user_id });
         if (moved.length === 0) return false; // someone else finished this window, or the backfill was restarted
         await write(tx as unknown as Db);
+        if (next.done) {
+          const open = await tx.execute<{ n: number }>(
+            sql`select count(*)::int as n from oura.backfill_progress where user_id = ${userId} and status <> 'done'`,
+          );
+          if (open.rows[0]?.n === 0) await recordChanges(tx as unknown as Db, userId, [{ kind: 'user', op: 'backfill_completed' }]);
+        }
         return true;
       });
     },

@@ -16,7 +16,7 @@ const DOCUMENT_COLUMNS: Record<string, string> = {
   id: "The document's id at Oura (unique per data type).",
   user_id: 'The Oura user the document belongs to (oura.users.id, oura.connected_users.id).',
   document: 'The document as Oura sent it (JSON); the typed columns copy its top-level fields.',
-  fetched_at: 'When this row was last written from Oura: a re-read that changes nothing still moves it.',
+  fetched_at: 'When this document was last read from Oura: a re-read that changes nothing still moves it (oura.changes records only real changes).',
 };
 
 const SERIES_COLUMNS: Record<string, string> = {
@@ -85,6 +85,50 @@ const OURS: SchemaComments = {
       event_time: 'When Oura says the change happened.',
       supported: 'False for a data type this service does not ingest: admitted as an ignored event.',
       received_at: 'When the delivery arrived.',
+    },
+  },
+  changes: {
+    table:
+      'The change feed: one row per document created, updated or deleted, per batch of time-series samples that changed, and per event in a user\'s life; written with the data, only when the stored content changed. Read it in (txid, seq) order below pg_snapshot_xmin(pg_current_snapshot()) (README, "For partners").',
+    columns: {
+      seq: 'Order of the change within its transaction (and a unique id); alone it is not commit order.',
+      txid: 'The transaction that made the change: with seq, the cursor to read the feed by.',
+      user_id: 'The Oura user whose data changed.',
+      kind: 'document, timeseries or user.',
+      data_type: 'The document or time-series type (the table that changed); null for a user change.',
+      op: 'create, update or delete (documents); update (time series); connected, backfill_completed, reauth_required or disconnected (users).',
+      object_id: "The document's id (documents).",
+      day: "The document's collection day, for types that have one.",
+      range_start: 'The first sample that changed (time series).',
+      range_end: 'The last sample that changed (time series).',
+      changed_at: 'When the change was written.',
+    },
+  },
+  partner_webhook_cursor: {
+    table: 'How far the outbound webhooks have read oura.changes (one row).',
+    columns: {
+      id: 'Always 1.',
+      txid: 'Transaction of the last change turned into a delivery.',
+      seq: 'Sequence number of the last change turned into a delivery.',
+      updated_at: 'When the cursor last moved.',
+    },
+  },
+  partner_webhook_deliveries: {
+    table: 'Outbound webhook messages to PARTNER_WEBHOOK_URL, one per change: pending, delivered or dead (after the last retry; replayable).',
+    columns: {
+      seq: 'The change (oura.changes.seq); the message id is msg_<seq>.',
+      user_id: 'The Oura user the message is about: messages of one user are delivered in order.',
+      event_type: 'The message type: document.created, timeseries.updated, user.connected, …',
+      data: "The message's data, without the document (read when sending, if PARTNER_WEBHOOK_INCLUDE_DOCUMENT=true).",
+      occurred_at: 'When the change happened (the message timestamp).',
+      status: 'pending, delivered or dead.',
+      attempts: 'Attempts made.',
+      next_attempt_at: 'When the next attempt is due (pending).',
+      locked_until: 'An attempt in flight holds the message until then.',
+      last_status: "The partner's last HTTP status, if it answered.",
+      last_error: 'Why the last attempt failed.',
+      created_at: 'When the message was made from the change.',
+      finished_at: 'When it was delivered or dead-lettered.',
     },
   },
   backfill_progress: {

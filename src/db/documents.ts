@@ -1,6 +1,7 @@
 import { and, eq, gte, inArray, lt, notInArray, sql } from 'drizzle-orm';
 import type { PgColumn } from 'drizzle-orm/pg-core';
 import { documentTypes, type DocumentType } from '../oura/registry.js';
+import { withUserChanges, type ChangeInput } from './changes.js';
 import type { Db } from './index.js';
 import { documentTables } from './schema/documents.generated.js';
 
@@ -25,9 +26,30 @@ export function toRow(type: DocumentType, userId: string, doc: Record<string, un
   return row;
 }
 
+/** The column holding a document type's collection day, if it has one. */
+function dayColumnOf(type: DocumentType): PgColumn | null {
+  const field = documentTypes[type].dateField;
+  return field ? (documentTables[type] as unknown as Record<string, PgColumn>)[field]! : null;
+}
+
+function deletedColumns(type: DocumentType) {
+  const table = documentTables[type];
+  const day = dayColumnOf(type);
+  return { id: table.id, day: day ? sql<string | null>`${day}::text` : sql<null>`null` };
+}
+
+function deletions(type: DocumentType, rows: Array<{ id: string; day: string | null }>): ChangeInput[] {
+  return rows.map((r) => ({ kind: 'document', op: 'delete', dataType: type, objectId: r.id, day: r.day }));
+}
+
 export function createDocumentsRepo(db: Db) {
   return {
-    /** Inserts or replaces documents of one type for one user. */
+    /**
+     * Inserts or replaces documents of one type for one user, and records in
+     * the change feed each one created or whose content changed. A document
+     * that comes back the same is not rewritten: only its fetched_at moves.
+     * Returns how many documents were written or confirmed.
+     */
     async upsert(type: DocumentType, userId: string, docs: Array<Record<string, unknown>>): Promise<number> {
       if (docs.length === 0) return 0;
       const table = documentTables[type];
@@ -40,11 +62,26 @@ export function createDocumentsRepo(db: Db) {
         if (key === 'id') continue;
         set[key] = sql.raw(`excluded.${JSON.stringify(columns[key]!.name)}`);
       }
-      await db
-        .insert(table)
-        .values(rows as never)
-        .onConflictDoUpdate({ target: table.id, set: set as never });
-      return rows.length;
+      const dayColumn = dayColumnOf(type);
+      return withUserChanges(db, userId, async (tx) => {
+        const written = await tx
+          .insert(table)
+          .values(rows as never)
+          .onConflictDoUpdate({ target: table.id, set: set as never, setWhere: sql`${table.document} is distinct from excluded.document` })
+          .returning({ id: table.id, created: sql<boolean>`(xmax = 0)`, day: dayColumn ? sql<string | null>`${dayColumn}::text` : sql<null>`null` });
+        const changed = new Set(written.map((r) => r.id));
+        const same = rows.map((r) => String(r.id)).filter((id) => !changed.has(id));
+        if (same.length > 0) {
+          await tx
+            .update(table)
+            .set({ fetched_at: new Date() } as never)
+            .where(and(eq(table.user_id, userId), inArray(table.id, same)));
+        }
+        return {
+          result: rows.length,
+          changes: written.map((r) => ({ kind: 'document' as const, op: r.created ? ('create' as const) : ('update' as const), dataType: type, objectId: r.id, day: r.day })),
+        };
+      });
     },
 
     /** The day (collection date field) of stored documents, by id. */
@@ -77,11 +114,13 @@ export function createDocumentsRepo(db: Db) {
     async removeMany(type: DocumentType, userId: string, ids: string[]): Promise<number> {
       if (ids.length === 0) return 0;
       const table = documentTables[type];
-      const rows = await db
-        .delete(table)
-        .where(and(eq(table.user_id, userId), inArray(table.id, ids)))
-        .returning({ id: table.id });
-      return rows.length;
+      return withUserChanges(db, userId, async (tx) => {
+        const rows = await tx
+          .delete(table)
+          .where(and(eq(table.user_id, userId), inArray(table.id, ids)))
+          .returning(deletedColumns(type));
+        return { result: rows.length, changes: deletions(type, rows) };
+      });
     },
 
     /**
@@ -99,8 +138,10 @@ export function createDocumentsRepo(db: Db) {
         conds.push(gte(column, window.startDay), lt(column, window.endDay));
       }
       if (keep.length > 0) conds.push(notInArray(table.id, keep));
-      const rows = await db.delete(table).where(and(...conds)).returning({ id: table.id });
-      return rows.length;
+      return withUserChanges(db, userId, async (tx) => {
+        const rows = await tx.delete(table).where(and(...conds)).returning(deletedColumns(type));
+        return { result: rows.length, changes: deletions(type, rows) };
+      });
     },
   };
 }

@@ -1,4 +1,5 @@
 import { and, eq, sql } from 'drizzle-orm';
+import { withUserChanges } from './changes.js';
 import type { Db } from './index.js';
 import { USER_STATUSES, users, type UserStatus } from './schema/core.js';
 
@@ -40,12 +41,14 @@ export function createUsersRepo(db: Db) {
         access_error_at: null,
         updated_at: new Date(),
       };
-      const rows = await db
-        .insert(users)
-        .values(values)
-        .onConflictDoUpdate({ target: users.id, set: { ...values, connected_at: sql`now()` } })
-        .returning({ inserted: sql<boolean>`(xmax = 0)` });
-      return { reconnected: !rows[0]?.inserted };
+      return withUserChanges(db, input.id, async (tx) => {
+        const rows = await tx
+          .insert(users)
+          .values(values)
+          .onConflictDoUpdate({ target: users.id, set: { ...values, connected_at: sql`now()` } })
+          .returning({ inserted: sql<boolean>`(xmax = 0)` });
+        return { result: { reconnected: !rows[0]?.inserted }, changes: [{ kind: 'user', op: 'connected' }] };
+      });
     },
 
     async get(id: string) {
@@ -66,8 +69,14 @@ export function createUsersRepo(db: Db) {
         .where(eq(users.id, id));
     },
 
+    /** Sets the user's status; turning reauth_required is a change in the feed (user.reauth_required). */
     async setStatus(id: string, status: UserStatus, reason: string | null): Promise<void> {
-      await db.update(users).set({ status, status_reason: reason, updated_at: new Date() }).where(eq(users.id, id));
+      await withUserChanges(db, id, async (tx) => {
+        const before = await tx.execute<{ status: UserStatus }>(sql`select status from oura.users where id = ${id} for update`);
+        await tx.update(users).set({ status, status_reason: reason, updated_at: new Date() }).where(eq(users.id, id));
+        const turned = before.rows[0] !== undefined && before.rows[0].status !== status && status === 'reauth_required';
+        return { result: undefined, changes: turned ? [{ kind: 'user' as const, op: 'reauth_required' as const }] : [] };
+      });
     },
 
     async touchFetch(id: string): Promise<void> {

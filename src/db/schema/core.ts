@@ -5,6 +5,7 @@ import {
   boolean,
   check,
   customType,
+  date,
   index,
   integer,
   jsonb,
@@ -185,4 +186,103 @@ export const backfillProgress = oura.table(
     finished_at: timestamp('finished_at', { withTimezone: true, mode: 'date' }),
   },
   (t) => [primaryKey({ columns: [t.user_id, t.data_type] })],
+);
+
+/** A Postgres xid8 (a 64-bit transaction id), read as its decimal text. */
+const xid8 = customType<{ data: string; driverData: string }>({
+  dataType: () => 'xid8',
+});
+
+export const CHANGE_KINDS = ['document', 'timeseries', 'user'] as const;
+export type ChangeKind = (typeof CHANGE_KINDS)[number];
+export const DOCUMENT_OPS = ['create', 'update', 'delete'] as const;
+export const USER_OPS = ['connected', 'backfill_completed', 'reauth_required', 'disconnected'] as const;
+export type ChangeOp = (typeof DOCUMENT_OPS)[number] | (typeof USER_OPS)[number];
+
+/**
+ * The change feed (src/db/changes.ts): one row per document created, updated
+ * or deleted, per batch of time-series samples that changed, and per event in
+ * a user's life (connected, backfill completed, reauth required,
+ * disconnected). Written in the transaction that changed the data, and only
+ * when the stored content changed. Read in (txid, seq) order, only below the
+ * oldest transaction still running: see changes.ts for why that never skips.
+ */
+export const changes = oura.table(
+  'changes',
+  {
+    seq: bigint('seq', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+    txid: xid8('txid')
+      .notNull()
+      .default(sql`pg_current_xact_id()`),
+    user_id: identifier('user_id').notNull(),
+    kind: text('kind').$type<ChangeKind>().notNull(),
+    /** The document or time-series type; null for a user change. */
+    data_type: text('data_type'),
+    op: text('op').$type<ChangeOp>().notNull(),
+    /** The document's id (documents only). */
+    object_id: text('object_id'),
+    /** The document's collection day, for types that have one. */
+    day: date('day', { mode: 'string' }),
+    /** The first and last sample that changed (time series only). */
+    range_start: timestamp('range_start', { withTimezone: true, mode: 'string' }),
+    range_end: timestamp('range_end', { withTimezone: true, mode: 'string' }),
+    changed_at: timestamp('changed_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (t) => [
+    index('changes_cursor_idx').on(t.txid, t.seq),
+    index('changes_changed_at_idx').using('brin', t.changed_at),
+    check('changes_kind_check', sql`${t.kind} in ('document', 'timeseries', 'user')`),
+    check(
+      'changes_op_check',
+      sql`(${t.kind} = 'document' and ${t.op} in ('create', 'update', 'delete') and ${t.object_id} is not null)
+        or (${t.kind} = 'timeseries' and ${t.op} = 'update' and ${t.range_start} is not null)
+        or (${t.kind} = 'user' and ${t.op} in ('connected', 'backfill_completed', 'reauth_required', 'disconnected'))`,
+    ),
+  ],
+);
+
+/** How far the outbound webhooks have read the change feed: one row. */
+export const partnerWebhookCursor = oura.table(
+  'partner_webhook_cursor',
+  {
+    id: smallint('id').primaryKey().default(1),
+    txid: xid8('txid').notNull(),
+    seq: bigint('seq', { mode: 'number' }).notNull(),
+    updated_at: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (t) => [check('partner_webhook_cursor_one_row', sql`${t.id} = 1`)],
+);
+
+export const PARTNER_DELIVERY_STATUSES = ['pending', 'delivered', 'dead'] as const;
+export type PartnerDeliveryStatus = (typeof PARTNER_DELIVERY_STATUSES)[number];
+
+/**
+ * One outbound webhook message per change read from the feed (its webhook-id
+ * is msg_<seq>): pending until the partner answers 2xx, retried on a
+ * schedule, dead after the last attempt until replayed.
+ */
+export const partnerWebhookDeliveries = oura.table(
+  'partner_webhook_deliveries',
+  {
+    seq: bigint('seq', { mode: 'number' }).primaryKey(),
+    user_id: identifier('user_id').notNull(),
+    event_type: text('event_type').notNull(),
+    /** The message's `data` (ids, type, day or range; never the document, which is read when sending). */
+    data: jsonb('data').notNull(),
+    occurred_at: timestamp('occurred_at', { withTimezone: true, mode: 'date' }).notNull(),
+    status: text('status').$type<PartnerDeliveryStatus>().notNull().default('pending'),
+    attempts: integer('attempts').notNull().default(0),
+    next_attempt_at: timestamp('next_attempt_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    locked_until: timestamp('locked_until', { withTimezone: true, mode: 'date' }),
+    last_status: integer('last_status'),
+    last_error: text('last_error'),
+    created_at: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    finished_at: timestamp('finished_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [
+    index('partner_webhook_deliveries_pending_idx').on(t.user_id, t.seq).where(sql`${t.status} = 'pending'`),
+    index('partner_webhook_deliveries_due_idx').on(t.next_attempt_at).where(sql`${t.status} = 'pending'`),
+    index('partner_webhook_deliveries_finished_idx').on(t.status, t.finished_at).where(sql`${t.status} <> 'pending'`),
+    check('partner_webhook_deliveries_status_check', sql`${t.status} in ('pending', 'delivered', 'dead')`),
+  ],
 );
