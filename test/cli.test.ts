@@ -72,7 +72,7 @@ describe('CLI (npm run cli -- <command>)', { concurrency: true }, () => {
       cli(['users', 'delete', 'nobody']),
     ]);
     assert.equal(help.code, 0);
-    for (const c of ['users list', 'users backfill <user-id>', 'users delete <user-id>', 'subscriptions list', 'subscriptions sync', 'failed list', 'failed replay', '--json']) {
+    for (const c of ['users list', 'changes tail', 'users backfill <user-id>', 'users delete <user-id>', 'subscriptions list', 'subscriptions sync', 'failed list', 'failed replay', '--json']) {
       assert.ok(help.stdout.includes(c), `help mentions ${c}`);
     }
     assertOneLineError(unknown, 2, /^error: unknown command "frobnicate"/, 'unknown command');
@@ -111,6 +111,56 @@ describe('CLI (npm run cli -- <command>)', { concurrency: true }, () => {
     assert.match(takeOver.stdout, /left alone 0, failed 0\n$/);
     assert.equal(takeOver.stdout.includes(theirs.id), true, 'the change names it');
     assert.ok((await stack.simJson('GET', '/_sim/subscriptions')).every((s: { callback_url: string }) => !s.callback_url.includes('staging')));
+  });
+
+  test('changes tail follows the feed: new changes as they commit, or everything after a cursor as JSON lines', async () => {
+    const userId = await stack.connectUser();
+    const follow = (args: string[]) => {
+      const child = spawn(process.execPath, serviceArgs('cli/main', ['changes', 'tail', ...args]), {
+        cwd: repoRoot,
+        env: { PATH: process.env.PATH ?? '', ...stack.env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const run = { stdout: '', stderr: '', code: null as number | null };
+      child.stdout.on('data', (d: Buffer) => (run.stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (run.stderr += d.toString()));
+      const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve((run.code = code))));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+      return {
+        run,
+        async stop() {
+          child.kill('SIGINT');
+          const code = await exited;
+          clearTimeout(timer);
+          return code;
+        },
+      };
+    };
+    const fromNow = follow([]);
+    const fromStart = follow(['--since', '0', '--json']);
+    try {
+      await eventually('tail is following', async () => /^following oura\.changes after \d+-\d+ \(Ctrl-C stops\)\n$/.test(fromNow.run.stderr));
+      assert.equal(fromNow.run.stdout, '', 'changes before it started are not shown');
+      await stack.deps.documents.upsert('tag', userId, [{ id: 'tail-tag', day: '2026-12-01', text: 'shown' }]);
+      await eventually('the new change is printed', async () => fromNow.run.stdout.includes('tail-tag'));
+      const printed = fromNow.run.stdout.split('\n').find((l) => l.includes('tail-tag'));
+      assert.match(printed ?? '', new RegExp(`^\\d+-\\d+  \\d{4}-\\d\\d-\\d\\dT\\S+Z  ${userId}  document\\.create  tag  tail-tag \\(2026-12-01\\)$`));
+      assert.equal(fromNow.run.stdout.includes('shown'), false, 'ids, never content');
+
+      await eventually('the older changes are printed', async () => fromStart.run.stdout.includes('tail-tag'));
+      const lines = fromStart.run.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as { cursor: string; user_id: string; kind: string; op: string; object_id: string | null });
+      assert.ok(lines.some((c) => c.user_id === userId && c.kind === 'user' && c.op === 'connected'), 'user.connected from before it started');
+      assert.ok(lines.every((c) => /^\d+-\d+$/.test(c.cursor)));
+      const at = lines.findIndex((c) => c.object_id === 'tail-tag');
+      const resumed = follow(['--since', lines[at - 1]!.cursor, '--json']);
+      await eventually('resumed after the cursor', async () => resumed.run.stdout.includes('tail-tag'));
+      assert.equal(await resumed.stop(), 0);
+      assert.equal(JSON.parse(resumed.run.stdout.split('\n')[0]!).cursor, lines[at]!.cursor, 'it starts right after the cursor');
+    } finally {
+      assert.equal(await fromNow.stop(), 0, 'Ctrl-C ends it cleanly');
+      assert.equal(await fromStart.stop(), 0);
+    }
+    assertOneLineError(await cli(['changes', 'tail', '--since', 'yesterday']), 2, /^error: --since expects a cursor as changes tail prints it/, 'bad cursor');
   });
 
   test('users list shows the user; users delete disconnects one', async () => {

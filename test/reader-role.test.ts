@@ -25,6 +25,7 @@ describe('the oura_reader role (a partner login granted it)', () => {
     await admin.query(
       `insert into oura.daily_sleep (id, user_id, day, document) values ('d1', 'u1', '2026-11-30', '{"id": "d1", "day": "2026-11-30", "score": 80}')`,
     );
+    await admin.query(`insert into oura.changes (user_id, kind, op, data_type, object_id) values ('u1', 'document', 'create', 'daily_sleep', 'd1')`);
     // What an operator does: a login role (no password here: the test server trusts local connections) granted oura_reader.
     await admin.query(`create role ${login} login in role oura_reader`);
     const url = new URL(withDatabase(db.url, db.name));
@@ -55,6 +56,8 @@ describe('the oura_reader role (a partner login granted it)', () => {
     assert.equal(users.rows.length, 1);
     assert.deepEqual(users.rows[0].personal_info, { age: 40 });
     for (const column of users.fields.map((f) => f.name)) assert.doesNotMatch(column, /token/, `connected_users has no ${column}`);
+    const feed = await partner.query(`select kind, op, data_type, object_id from oura.changes where user_id = 'u1'`);
+    assert.deepEqual(feed.rows, [{ kind: 'document', op: 'create', data_type: 'daily_sleep', object_id: 'd1' }], 'the change feed');
     for (const table of [...DOCUMENT_TYPES, 'heartrate', 'ring_battery_level']) {
       await partner.query(`select * from oura.${table} limit 1`);
     }
@@ -67,6 +70,9 @@ describe('the oura_reader role (a partner login granted it)', () => {
     await refused(`select * from oura.webhook_inbox`);
     await refused(`select * from oura.webhook_events`);
     await refused(`select * from oura.backfill_progress`);
+    await refused(`select * from oura.partner_webhook_deliveries`);
+    await refused(`select * from oura.partner_webhook_cursor`);
+    await refused(`delete from oura.changes`);
     await refused(`insert into oura.daily_sleep (id, user_id, day, document) values ('d2', 'u1', '2026-12-01', '{}')`);
     await refused(`update oura.daily_sleep set document = '{}'`);
     await refused(`delete from oura.daily_sleep`);

@@ -65,6 +65,7 @@ const LONGEST_FIRST = [
   'admin.test.ts', // 8
   'subscriptions.test.ts', // 8
   'partitions.test.ts', // 8
+  'changes.test.ts', // 4
   'observability.test.ts', // 7
   'metrics-port.test.ts', // 6
   'error-logs.test.ts', // 5

@@ -19,6 +19,7 @@ interface Options {
   days?: number;
   detach?: boolean;
   takeOver?: boolean;
+  since?: string;
 }
 
 interface Command {
@@ -218,6 +219,30 @@ const COMMANDS: Record<string, Command> = {
       return 0;
     },
   },
+  'changes tail': {
+    usage: 'changes tail [--since CURSOR]',
+    summary: 'follow the change feed (oura.changes) until interrupted; from now, or after CURSOR (0: the oldest kept)',
+    args: [0, 0],
+    async run(deps, _args, opts) {
+      const { feedEnd, formatCursor, parseCursor } = await import('../db/changes.js');
+      const { followChanges } = await import('../admin/changes.js');
+      const from = opts.since === undefined ? await feedEnd(deps.db) : parseCursor(opts.since);
+      if (!from) throw new Error(`bad cursor ${opts.since}`); // parse() checked it
+      const stop = new AbortController();
+      for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => stop.abort());
+      if (!opts.json) process.stderr.write(`following oura.changes after ${formatCursor(from)} (Ctrl-C stops)\n`);
+      for await (const c of followChanges(deps, from, { signal: stop.signal })) {
+        const cursor = formatCursor(c);
+        if (opts.json) {
+          out(`${JSON.stringify({ cursor, ...c, changed_at: c.changed_at.toISOString() })}\n`);
+          continue;
+        }
+        const what = c.kind === 'document' ? `${c.object_id}${c.day ? ` (${c.day})` : ''}` : c.kind === 'timeseries' ? `${c.range_start} .. ${c.range_end}` : '';
+        out(`${cursor}  ${c.changed_at.toISOString()}  ${c.user_id}  ${c.kind}.${c.op}  ${c.data_type ?? ''}  ${what}`.trimEnd() + '\n');
+      }
+      return 0;
+    },
+  },
   'failed list': {
     usage: 'failed list [--limit N]',
     summary: 'dead letters: event jobs that failed for good',
@@ -278,6 +303,8 @@ function help(): string {
     '  --days N     users backfill: days of history to load (default BACKFILL_DAYS)',
     '  --detach     users backfill: start it and return without waiting',
     '  --take-over  subscriptions sync: also repoint subscriptions that call back another URL',
+    '  --since C    changes tail: start after cursor C (0: the oldest change kept); default: new changes only',
+    '               with --json, one JSON object per line, each with its cursor',
     '',
     'Configuration comes from the environment, as for the service (DATABASE_URL, REDIS_URL, …).',
     'Exit codes: 0 done, 1 the operation failed, 2 bad input or configuration.',
@@ -304,6 +331,13 @@ function parse(argv: string[]): { command: 'help' } | { command: Command; args: 
       opts.days = n;
     } else if (a === '--detach') opts.detach = true;
     else if (a === '--take-over') opts.takeOver = true;
+    else if (a === '--since' || a.startsWith('--since=')) {
+      const v = a === '--since' ? argv[++i] : a.slice('--since='.length);
+      if (!v || !/^(0|\d{1,20}-\d{1,18})$/.test(v)) {
+        throw new UsageError('--since expects a cursor as changes tail prints it (<txid>-<seq>), or 0 for the oldest change kept');
+      }
+      opts.since = v;
+    }
     else if (a.startsWith('-')) throw new UsageError(`unknown option ${a}`);
     else words.push(a);
   }
