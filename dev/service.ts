@@ -8,7 +8,16 @@ import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/**
+ * The checkout: the nearest folder above this module with a package.json.
+ * This module also runs transpiled into .test-build/dev/ (test/run.ts), one
+ * level deeper than its source.
+ */
+export const repoRoot = (() => {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return dir;
+})();
 
 /** An entry point under src/: the service (`main api|worker|all`) or the operator CLI. */
 export type Entry = 'main' | 'cli/main';

@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import path from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { repoRoot } from '../dev/service.js';
 import { Config, loadConfig } from '../src/config.js';
 import { composeEnv, composeServices, dockerfile as readDockerfile, imageNodeOptions } from '../dev/deployment.js';
 
@@ -75,7 +75,7 @@ function sources(dir: string): string[] {
 }
 
 test('what the image runs imports only production dependencies (the image installs no others)', () => {
-  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+  const root = repoRoot;
   const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
   const missing = new Set<string>();
   let seen = 0;

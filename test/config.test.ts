@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import path from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { repoRoot } from '../dev/service.js';
 import { Cluster, type ClusterOptions } from 'ioredis';
 import { ConfigError, loadConfig } from '../src/config.js';
 import { redisConnector } from '../src/redis-connect.js';
 import { serviceArgs, TEST_SECRETS } from './helpers/env.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const root = repoRoot;
 const valid = {
   ...TEST_SECRETS,
   DATABASE_URL: 'postgres://localhost/x',

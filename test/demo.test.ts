@@ -3,12 +3,11 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { repoRoot } from '../dev/service.js';
 import pg from 'pg';
 import { DOCUMENT_TYPES } from '../src/oura/registry.js';
 import { clearPrefix, getServices } from './helpers/env.js';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 function run(args: string[], env: Record<string, string | undefined>, timeoutMs: number) {
   return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {

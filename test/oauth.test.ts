@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { repoRoot } from '../dev/service.js';
 import { parse } from 'yaml';
 import { createSigner } from '../src/crypto.js';
 import { OURA_SCOPES } from '../src/oura/registry.js';
 import { startStack, type Stack } from './helpers/stack.js';
 
-const specUrl = new URL('../../shared/oura/openapi.yml', import.meta.url);
+const specUrl = path.join(repoRoot, '..', 'shared', 'oura', 'openapi.yml');
 
 describe('OAuth connect flow', () => {
   let stack: Stack;
