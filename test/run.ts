@@ -26,7 +26,7 @@ import { checkLogs, TEST_LOG_DIR } from './check-logs.js';
 const PER_LANE = 2;
 
 /** Files that run dist/ (spawnProcess, serviceArgs, the demo's --compiled): they wait for the build. */
-const COMPILED = new Set(['backfill.test.ts', 'cli.test.ts', 'config.test.ts', 'demo.test.ts', 'durability.test.ts', 'keys.test.ts', 'metrics-port.test.ts']);
+const COMPILED = new Set(['backfill.test.ts', 'cli.test.ts', 'config.test.ts', 'demo.test.ts', 'durability.test.ts', 'keys.test.ts', 'metrics-port.test.ts', 'partner-webhooks.test.ts']);
 
 /**
  * Files whose assertions are about time on the scale of a busy machine's
