@@ -56,6 +56,7 @@ const LONGEST_FIRST = [
   'scarce-budget.test.ts', // 39
   'durability.test.ts', // 36
   'demo.test.ts', // 30
+  'partner-webhooks.test.ts', // 17
   'cluster.test.ts', // 16
   'failures.test.ts', // 14
   'cli.test.ts', // 11
