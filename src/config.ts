@@ -127,6 +127,37 @@ const portRange = z.string().transform((s, ctx): PortRange | null => {
   return { first, last };
 });
 
+
+/** `5s,5m,30m,2h`: delays in milliseconds. */
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const durations = z.string().transform((s, ctx): number[] => {
+  const out: number[] = [];
+  for (const part of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(part);
+    const ms = m ? Math.round(Number(m[1]) * DURATION_UNITS[m[2]!]!) : NaN;
+    if (!m || ms < 1 || ms > 7 * 86_400_000) {
+      ctx.addIssue({ code: 'custom', message: `expected delays such as 5s,5m,30m,2h (units ms, s, m, h, d; each at most 7d), got "${part}"` });
+      return z.NEVER;
+    }
+    out.push(ms);
+  }
+  if (out.length === 0 || out.length > 50) {
+    ctx.addIssue({ code: 'custom', message: 'expected 1 to 50 delays, e.g. 5s,5m,30m,2h,5h,10h,10h' });
+    return z.NEVER;
+  }
+  return out;
+});
+
+/** The Standard Webhooks symmetric secret: `whsec_` and base64 of 24 to 64 random bytes. */
+const webhookSecret = z.string().refine(
+  (s) => {
+    const m = /^whsec_([A-Za-z0-9+/]+={0,2})$/.exec(s);
+    const n = m ? Buffer.from(m[1]!, 'base64').length : 0;
+    return n >= 24 && n <= 64;
+  },
+  { message: 'expected whsec_ followed by 24 to 64 random bytes in base64 (generate one with: echo whsec_$(openssl rand -base64 32))' },
+);
+
 const url = z.url({ message: 'expected an absolute URL' });
 const required = (schema: z.ZodString) => schema.min(1, 'must not be empty');
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
@@ -263,6 +294,25 @@ export const Config = z
     TIMESERIES_RETENTION_DAYS: int(1, 36_500).optional(),
     /** Served and ignored webhook events are deleted this many days after they arrived. */
     WEBHOOK_EVENTS_RETENTION_DAYS: int(1, 3650).default(30),
+    /** Changes in oura.changes, and outbound webhook deliveries delivered or dead, are deleted this many days after they happened. */
+    CHANGES_RETENTION_DAYS: int(1, 3650).default(30),
+    /**
+     * Outbound webhooks (Standard Webhooks) to the partner: both or neither.
+     * Nothing is sent without them.
+     */
+    PARTNER_WEBHOOK_URL: url.refine((u) => /^https?:\/\//i.test(u), 'expected an http or https URL').optional(),
+    PARTNER_WEBHOOK_SECRET: webhookSecret.optional(),
+    /** Document events carry the document itself (read when sent; absent once deleted). */
+    PARTNER_WEBHOOK_INCLUDE_DOCUMENT: z
+      .enum(['true', 'false'], { error: 'expected true or false' })
+      .transform((v) => v === 'true')
+      .default(false),
+    /** Delays between attempts after the first, immediate one; after the last, a delivery is dead. */
+    PARTNER_WEBHOOK_RETRY_SCHEDULE: durations.default([5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000]),
+    /** How long one attempt may take before it counts as failed. */
+    PARTNER_WEBHOOK_TIMEOUT_MS: int(100, 120_000).default(15_000),
+    /** Attempts in flight at once per worker process (one per user at a time). */
+    PARTNER_WEBHOOK_CONCURRENCY: int(1, 256).default(8),
     /** No webhook for this long while users are active → warning and metric. */
     SILENCE_ALERT_S: int(60, 30 * 86_400).default(86_400),
     /**
@@ -304,6 +354,9 @@ export const Config = z
     if (cluster && c.REDIS_URL && redisDatabase(c.REDIS_URL) > 0) return fail('REDIS_URL', 'names a database other than 0, which Redis Cluster does not have');
     if (cluster && c.REDIS_KEY_PREFIX !== undefined && !/\{[^}]+\}/.test(c.REDIS_KEY_PREFIX)) {
       return fail('REDIS_KEY_PREFIX', 'needs a {hash tag} on Redis Cluster, e.g. {oura-ingest}: every key must sit in one slot');
+    }
+    if (Boolean(c.PARTNER_WEBHOOK_URL) !== Boolean(c.PARTNER_WEBHOOK_SECRET)) {
+      return fail(c.PARTNER_WEBHOOK_URL ? 'PARTNER_WEBHOOK_SECRET' : 'PARTNER_WEBHOOK_URL', 'is required when PARTNER_WEBHOOK_URL or PARTNER_WEBHOOK_SECRET is set: set both (outbound webhooks on) or neither (off)');
     }
     return {
       ...c,

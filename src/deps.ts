@@ -9,6 +9,7 @@ import { createDocumentsRepo } from './db/documents.js';
 import { createEventsRepo } from './db/events.js';
 import { createDb, createPool } from './db/index.js';
 import { migrationsApplied } from './db/migrate.js';
+import { createPartnerWebhooksRepo } from './db/partner-webhooks.js';
 import { createSeriesRepo } from './db/series.js';
 import { createUsersRepo } from './db/users.js';
 import { createLogger } from './logger.js';
@@ -104,6 +105,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
   const series = createSeriesRepo(db);
   const backfill = createBackfillRepo(db);
   const admin = createAdminRepo(db);
+  const partnerWebhooks = createPartnerWebhooksRepo(db);
   const metrics = createMetrics();
   const usage = createUsageLog(redis, prefix);
   const limiter = createLimiter(redis, {
@@ -154,6 +156,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
     lastWebhookAt: () => events.lastReceivedAt(),
     budgetBacklog: () => budgetBacklog({ config, users, events }),
     usersByStatus: () => users.countByStatus(),
+    partnerWebhooks: () => partnerWebhooks.stats(),
     readiness: () => readiness(),
     settings: { freshnessTargetS: config.FRESHNESS_TARGET_S, budgetPerS: config.OURA_APP_RATE_LIMIT.limit / config.OURA_APP_RATE_LIMIT.windowS },
   });
@@ -192,6 +195,7 @@ export function createDeps(config: Config, opts: DepsOptions = {}) {
     series,
     backfill,
     admin,
+    partnerWebhooks,
     metrics,
     limiter,
     oura,

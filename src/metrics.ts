@@ -85,7 +85,13 @@ export function createMetrics() {
     buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
     registers: [registry],
   });
-  return { registry, ingestLatency, jobs, jobDuration, ouraRequests, eventsProcessed, eventRequests, rateLimited, limiterWait, tokenRefreshes, deliveries, unqueued };
+  const partnerWebhookAttempts = new Counter({
+    name: 'oura_ingest_partner_webhook_attempts_total',
+    help: 'Outbound webhook attempts to PARTNER_WEBHOOK_URL, by outcome: delivered (2xx), failed (retried later), dead (failed, and was the last attempt)',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+  return { registry, partnerWebhookAttempts, ingestLatency, jobs, jobDuration, ouraRequests, eventsProcessed, eventRequests, rateLimited, limiterWait, tokenRefreshes, deliveries, unqueued };
 }
 export type Metrics = ReturnType<typeof createMetrics>;
 
@@ -116,6 +122,8 @@ export function registerCollectors(
     /** Work waiting by purpose (src/budget/report.ts). */
     budgetBacklog: () => Promise<Record<string, { items: number; oldestWaitS: number | null }>>;
     usersByStatus: () => Promise<Record<string, number>>;
+    /** Outbound webhook messages pending and dead (zero when outbound webhooks are off and none were ever made). */
+    partnerWebhooks: () => Promise<{ pending: number; oldestPendingS: number | null; dead: number }>;
     /** The /readyz checks (Postgres, Redis, migrations). */
     readiness: () => Promise<Record<string, boolean>>;
     /** Settings alert rules compare against (FRESHNESS_TARGET_S, OURA_APP_RATE_LIMIT). */
@@ -227,6 +235,33 @@ export function registerCollectors(
   labelled('oura_ingest_ready', 'What /readyz says, by check (postgres, redis, migrations): 1 passing, 0 failing', 'check', async () =>
     mapValues(await sources.readiness(), (ok) => (ok ? 1 : 0)),
   );
+  // One read serves the three outbound webhook gauges of a scrape.
+  let partner: { at: number; value: Promise<{ pending: number; oldestPendingS: number | null; dead: number }> } | null = null;
+  const partnerStats = () => {
+    if (!partner || Date.now() - partner.at > 1000) partner = { at: Date.now(), value: scrapeTimeout(sources.partnerWebhooks()) };
+    return partner.value;
+  };
+  /** A gauge without labels set at each scrape from `read` (no figure when Postgres is down). */
+  const scraped = (name: string, help: string, read: () => Promise<number>) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      async collect() {
+        try {
+          this.set(await read());
+        } catch {
+          /* Postgres down */
+        }
+      },
+    });
+  scraped('oura_ingest_partner_webhook_pending', 'Outbound webhook messages not yet delivered to PARTNER_WEBHOOK_URL (being retried included; dead letters not)', async () => (await partnerStats()).pending);
+  scraped(
+    'oura_ingest_partner_webhook_oldest_pending_seconds',
+    'How long ago the change behind the oldest undelivered outbound webhook message happened (0 when none)',
+    async () => (await partnerStats()).oldestPendingS ?? 0,
+  );
+  scraped('oura_ingest_partner_webhook_dead', 'Outbound webhook messages dead-lettered after their last attempt, until replayed or deleted by retention', async () => (await partnerStats()).dead);
   new Gauge({
     name: 'oura_ingest_freshness_target_seconds',
     help: 'FRESHNESS_TARGET_S: how long a live event may wait before it is served',

@@ -153,3 +153,35 @@ test('METRICS_PORT: a port, a range whose first free port each worker takes, or 
     assert.match(errorFor({ ...valid, METRICS_PORT: bad }), /^config: METRICS_PORT expected a port \(1-65535\), a range first-last/, bad);
   }
 });
+
+test('outbound webhooks: off by default, URL and secret both or neither, a whsec_ secret of 24-64 bytes, a schedule of delays', () => {
+  const off = loadConfig(valid);
+  assert.equal(off.PARTNER_WEBHOOK_URL, undefined);
+  assert.equal(off.PARTNER_WEBHOOK_INCLUDE_DOCUMENT, false);
+  assert.deepEqual(off.PARTNER_WEBHOOK_RETRY_SCHEDULE, [5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000]);
+  assert.ok(off.PARTNER_WEBHOOK_RETRY_SCHEDULE.reduce((a, b) => a + b) >= 24 * 3_600_000, 'the default schedule spans at least 24 h');
+  assert.equal(off.PARTNER_WEBHOOK_TIMEOUT_MS, 15_000);
+  assert.equal(off.PARTNER_WEBHOOK_CONCURRENCY, 8);
+  assert.equal(off.CHANGES_RETENTION_DAYS, 30);
+  const secret = `whsec_${Buffer.alloc(32, 9).toString('base64')}`;
+  const on = loadConfig({ ...valid, PARTNER_WEBHOOK_URL: 'https://partner.example/hooks', PARTNER_WEBHOOK_SECRET: secret, PARTNER_WEBHOOK_RETRY_SCHEDULE: '50ms, 1.5s,2m,1h,1d' });
+  assert.equal(on.PARTNER_WEBHOOK_SECRET, secret);
+  assert.deepEqual(on.PARTNER_WEBHOOK_RETRY_SCHEDULE, [50, 1500, 120_000, 3_600_000, 86_400_000]);
+
+  const cases: Array<[Record<string, string | undefined>, RegExp]> = [
+    [{ ...valid, PARTNER_WEBHOOK_URL: 'https://partner.example/hooks' }, /^config: PARTNER_WEBHOOK_SECRET is required when PARTNER_WEBHOOK_URL or PARTNER_WEBHOOK_SECRET is set/],
+    [{ ...valid, PARTNER_WEBHOOK_SECRET: secret }, /^config: PARTNER_WEBHOOK_URL is required when/],
+    [{ ...valid, PARTNER_WEBHOOK_URL: 'ftp://partner.example/', PARTNER_WEBHOOK_SECRET: secret }, /^config: PARTNER_WEBHOOK_URL expected an http or https URL$/],
+    [{ ...valid, PARTNER_WEBHOOK_URL: 'https://p.example/', PARTNER_WEBHOOK_SECRET: Buffer.alloc(32, 9).toString('base64') }, /^config: PARTNER_WEBHOOK_SECRET expected whsec_ followed by 24 to 64 random bytes in base64/],
+    [{ ...valid, PARTNER_WEBHOOK_URL: 'https://p.example/', PARTNER_WEBHOOK_SECRET: `whsec_${Buffer.alloc(16).toString('base64')}` }, /^config: PARTNER_WEBHOOK_SECRET expected whsec_/],
+    [{ ...valid, PARTNER_WEBHOOK_RETRY_SCHEDULE: '5s,soon' }, /^config: PARTNER_WEBHOOK_RETRY_SCHEDULE expected delays such as 5s,5m,30m,2h .*got "soon"/],
+    [{ ...valid, PARTNER_WEBHOOK_INCLUDE_DOCUMENT: 'yes' }, /^config: PARTNER_WEBHOOK_INCLUDE_DOCUMENT expected true or false$/],
+    [{ ...valid, CHANGES_RETENTION_DAYS: '0' }, /^config: CHANGES_RETENTION_DAYS /],
+  ];
+  for (const [env, re] of cases) {
+    const msg = errorFor(env);
+    assert.match(msg, re);
+    assert.equal(msg.includes('\n'), false);
+    assert.equal(msg.includes(Buffer.alloc(32, 9).toString('base64')), false, 'never the secret in the message');
+  }
+});

@@ -29,6 +29,9 @@ const FAMILIES = [
   'oura_ingest_ready',
   'oura_ingest_freshness_target_seconds',
   'oura_ingest_budget_requests_per_second',
+  'oura_ingest_partner_webhook_pending',
+  'oura_ingest_partner_webhook_oldest_pending_seconds',
+  'oura_ingest_partner_webhook_dead',
 ];
 
 /** Every oura_ingest_… name the alert rules and the Grafana dashboard query. */

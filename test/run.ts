@@ -31,7 +31,7 @@ const SLOTS = Number(process.env.TEST_SLOTS ?? 4);
 const QUIET_SLOTS = 2;
 
 /** Files that run dist/ (spawnProcess, serviceArgs, the demo's --compiled): they wait for the build. */
-const COMPILED = new Set(['backfill.test.ts', 'cli.test.ts', 'config.test.ts', 'demo.test.ts', 'durability.test.ts', 'keys.test.ts', 'metrics-port.test.ts']);
+const COMPILED = new Set(['backfill.test.ts', 'cli.test.ts', 'config.test.ts', 'demo.test.ts', 'durability.test.ts', 'keys.test.ts', 'metrics-port.test.ts', 'partner-webhooks.test.ts']);
 
 /**
  * Files whose assertions are about time on the scale of a busy machine's
@@ -61,6 +61,7 @@ const LONGEST_FIRST = [
   'scarce-budget.test.ts', // 39
   'durability.test.ts', // 36
   'demo.test.ts', // 30
+  'partner-webhooks.test.ts', // 17
   'cluster.test.ts', // 16
   'failures.test.ts', // 14
   'cli.test.ts', // 11

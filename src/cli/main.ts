@@ -20,6 +20,7 @@ interface Options {
   detach?: boolean;
   takeOver?: boolean;
   since?: string;
+  all?: boolean;
 }
 
 interface Command {
@@ -27,6 +28,8 @@ interface Command {
   summary: string;
   /** Positional arguments after the command words: [min, max]. */
   args: [number, number];
+  /** Refuses bad arguments before anything runs (exit code 2). */
+  check?: (args: string[], opts: Options) => void;
   run: (deps: Deps, args: string[], opts: Options) => Promise<number>;
 }
 
@@ -285,6 +288,45 @@ const COMMANDS: Record<string, Command> = {
       return 0;
     },
   },
+  'webhooks dead': {
+    usage: 'webhooks dead [--limit N]',
+    summary: 'outbound webhook dead letters: messages the partner did not take within the retry schedule',
+    args: [0, 0],
+    async run(deps, _args, opts) {
+      const { listDeadWebhooks } = await import('../admin/partner-webhooks.js');
+      const r = await listDeadWebhooks(deps, { limit: opts.limit });
+      if (opts.json) json(r);
+      else if (r.total === 0) out('no dead outbound webhooks\n');
+      else {
+        out(
+          table(
+            ['SEQ', 'TYPE', 'USER', 'DATA TYPE', 'OBJECT', 'ATTEMPTS', 'DEAD SINCE', 'LAST ERROR'],
+            r.dead.map((d) => [String(d.seq), d.event_type, d.user_id, d.data.data_type as string | undefined, d.data.object_id as string | undefined, d.attempts, when(d.finished_at), d.last_error]),
+          ),
+        );
+        out(`${r.dead.length} of ${plural(r.total, 'dead outbound webhook')}\n`);
+      }
+      return 0;
+    },
+  },
+  'webhooks replay': {
+    usage: 'webhooks replay <seq…> | --all',
+    summary: 'send outbound webhook dead letters again (same webhook-id), with fresh attempts',
+    args: [0, Infinity],
+    check(args, opts) {
+      if (Boolean(opts.all) === (args.length > 0)) throw new UsageError('webhooks replay needs seqs or --all (not both)');
+      const bad = args.find((a) => !/^[1-9]\d{0,17}$/.test(a));
+      if (bad !== undefined) throw new UsageError(`not a seq: ${bad}`);
+    },
+    async run(deps, args, opts) {
+      const seqs = args.map(Number);
+      const { replayDeadWebhooks } = await import('../admin/partner-webhooks.js');
+      const r = await replayDeadWebhooks(deps, opts.all ? { all: true } : { seqs });
+      if (opts.json) json(r);
+      else out(`replayed ${plural(r.replayed, 'outbound webhook')}\n`);
+      return 0;
+    },
+  },
 };
 
 function help(): string {
@@ -299,7 +341,8 @@ function help(): string {
     '',
     'options:',
     '  --json       print JSON instead of tables',
-    '  --limit N    failed list: at most N jobs (default 100)',
+    '  --limit N    failed list, webhooks dead: at most N (default 100)',
+    '  --all        webhooks replay: every dead letter',
     '  --days N     users backfill: days of history to load (default BACKFILL_DAYS)',
     '  --detach     users backfill: start it and return without waiting',
     '  --take-over  subscriptions sync: also repoint subscriptions that call back another URL',
@@ -338,6 +381,7 @@ function parse(argv: string[]): { command: 'help' } | { command: Command; args: 
       }
       opts.since = v;
     }
+    else if (a === '--all') opts.all = true;
     else if (a.startsWith('-')) throw new UsageError(`unknown option ${a}`);
     else words.push(a);
   }
@@ -357,6 +401,7 @@ function parse(argv: string[]): { command: 'help' } | { command: Command; args: 
   const [min, max] = command.args;
   if (args.length < min) throw new UsageError(`missing argument: ${command.usage}`);
   if (args.length > max) throw new UsageError(`too many arguments: ${command.usage}`);
+  command.check?.(args, opts);
   return { command, args, opts };
 }
 

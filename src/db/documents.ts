@@ -84,6 +84,16 @@ export function createDocumentsRepo(db: Db) {
       });
     },
 
+    /** A stored document as Oura sent it; null when there is none. */
+    async get(type: DocumentType, userId: string, id: string): Promise<Record<string, unknown> | null> {
+      const table = documentTables[type];
+      const rows = await db
+        .select({ document: table.document })
+        .from(table)
+        .where(and(eq(table.user_id, userId), eq(table.id, id)));
+      return (rows[0]?.document as Record<string, unknown> | undefined) ?? null;
+    },
+
     /** The day (collection date field) of stored documents, by id. */
     async daysOf(type: DocumentType, userId: string, ids: string[]): Promise<Map<string, string>> {
       const field = documentTypes[type].dateField;

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { listFailed, replayFailed } from '../admin/failed.js';
+import { listDeadWebhooks, replayDeadWebhooks } from '../admin/partner-webhooks.js';
 import { listSubscriptions, syncAppSubscriptions } from '../admin/subscriptions.js';
 import { backfillUser, defaultBackfillDays, disconnectUser, listUsers } from '../admin/users.js';
 import { budgetReport } from '../budget/report.js';
@@ -20,6 +21,17 @@ const FailedQuery = z.object({
   limit: z.coerce.number().int().min(1).max(1000).optional(),
   offset: z.coerce.number().int().min(0).optional(),
 });
+
+const DeadWebhooksQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+  user_id: z.string().min(1).max(200).optional(),
+});
+/** `{"seqs": [...]}` or `{"all": true}`. */
+const WebhookReplayBody = z
+  .object({ seqs: z.array(z.number().int().min(1)).min(1).max(10_000).optional(), all: z.literal(true).optional() })
+  .strict()
+  .refine((b) => (b.seqs === undefined) !== (b.all === undefined), 'expected {"seqs": [seq, …]} or {"all": true}')
+  .transform((b): { seqs: number[] } | { all: true } => (b.all ? { all: true } : { seqs: b.seqs! }));
 
 /**
  * The admin API under /admin. Every route needs `Authorization: Bearer
@@ -66,6 +78,15 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminRoutesOptions
 
   app.post('/failed/replay', async (req) => {
     return replayFailed(deps, { ids: parseOr(ReplayBody, req.body ?? {}, 'invalid_body').ids });
+  });
+
+  app.get('/partner-webhooks/dead', async (req) => {
+    const q = parseOr(DeadWebhooksQuery, req.query, 'bad_request', 'query');
+    return listDeadWebhooks(deps, { limit: q.limit, userId: q.user_id });
+  });
+
+  app.post('/partner-webhooks/replay', async (req) => {
+    return replayDeadWebhooks(deps, parseOr(WebhookReplayBody, req.body ?? {}, 'invalid_body'));
   });
 
   app.get('/subscriptions', async () => ({

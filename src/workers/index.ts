@@ -1,5 +1,6 @@
 import type { Deps } from '../deps.js';
 import { observeWorker } from '../metrics.js';
+import { startPartnerWebhooks } from '../outbound/sender.js';
 import { REFRESH_KINDS, resumeBackfills } from '../queues/index.js';
 import { createBackfillWorker } from './backfill.js';
 import { createEventWorker } from './event-worker.js';
@@ -47,13 +48,15 @@ export function startWorkers(deps: Deps) {
     await scheduleMaintenance(deps.maintenanceQueue, tasks);
     await resumeBackfills(deps);
   });
+  // Outbound webhooks, when configured: outside BullMQ, woken by the change feed.
+  const partnerWebhooks = startPartnerWebhooks(deps);
   const workers = [intakeWorker, eventWorker, maintenanceWorker, backfillWorker, ...refreshWorkers];
   return {
     workers,
     /** Stops taking jobs and waits for those in flight. */
     async close(): Promise<void> {
       sweeper.stop();
-      await Promise.all(workers.map((w) => w.close()));
+      await Promise.all([...workers.map((w) => w.close()), partnerWebhooks?.close()]);
     },
   };
 }

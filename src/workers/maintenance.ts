@@ -8,6 +8,7 @@ export type { MaintenanceTask } from './maintenance-task.js';
 import { subscriptionsSyncTask } from './subscriptions-sync.js';
 import { refreshPlannerTask } from './refresh-planner.js';
 import { eventsRetentionTask } from './events-retention.js';
+import { changesRetentionTask } from './changes-retention.js';
 import { seriesPartitionsTask } from './series-partitions.js';
 
 
@@ -18,7 +19,7 @@ import { seriesPartitionsTask } from './series-partitions.js';
  * worker processes).
  */
 export function maintenanceTasks(deps: Deps): MaintenanceTask[] {
-  return [subscriptionsSyncTask, refreshPlannerTask(deps), eventsRetentionTask, seriesPartitionsTask];
+  return [subscriptionsSyncTask, refreshPlannerTask(deps), eventsRetentionTask, changesRetentionTask, seriesPartitionsTask];
 }
 
 /**
