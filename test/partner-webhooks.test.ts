@@ -181,9 +181,14 @@ describe('outbound webhooks (Standard Webhooks)', () => {
     assert.deepEqual(await query(`select * from oura.partner_webhook_cursor`), []);
     assert.deepEqual(await query(`select * from oura.partner_webhook_deliveries`), []);
 
+    // The feed shows a change once no older transaction runs anywhere on the server (another test's too):
+    // until then it is not history yet, and would be sent.
+    const last = Math.max(...(await seqsOf(userId)));
+    await eventually('the changes are readable in the feed', async () =>
+      (await query(`select 1 from oura.changes where seq = $1 and txid < pg_snapshot_xmin(pg_current_snapshot())`, [last])).length === 1,
+    );
     sender = startPartnerWebhooks({ ...stack.deps, config: loadConfig({ ...stack.env, ...PARTNER_ENV, PARTNER_WEBHOOK_URL: receiver.url }) });
     assert.ok(sender);
-    const last = Math.max(...(await seqsOf(userId)));
     await eventually('cursor at the end of the feed', async () => Number((await query<{ seq: string }>(`select seq from oura.partner_webhook_cursor`))[0]?.seq) === last);
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(receiver.received.length, 0, 'history is not sent');

@@ -28,7 +28,7 @@ import { checkLogs, TEST_LOG_DIR } from './check-logs.js';
 /** Files run at once in step 1 (TEST_SLOTS overrides): enough to keep two cores busy while some files wait on rate limits. */
 const SLOTS = Number(process.env.TEST_SLOTS ?? 4);
 /** Files run at once in step 2: between them they keep less than one core of two busy. */
-const QUIET_SLOTS = 2;
+const QUIET_SLOTS = Number(process.env.TEST_QUIET_SLOTS ?? 3);
 
 /** Files that run dist/ (spawnProcess, serviceArgs, the demo's --compiled): they wait for the build. */
 const COMPILED = new Set(['backfill.test.ts', 'cli.test.ts', 'config.test.ts', 'demo.test.ts', 'durability.test.ts', 'keys.test.ts', 'metrics-port.test.ts', 'partner-webhooks.test.ts']);
