@@ -2,11 +2,14 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { createBackfillRepo } from '../src/db/backfill.js';
-import { FEED_START, feedEnd, pruneChanges, readChanges, type Change, type ChangeCursor } from '../src/db/changes.js';
+import type { Deps } from '../src/deps.js';
+import { feedEnd, readChanges, type Change, type ChangeCursor } from '../src/db/changes.js';
 import { createDocumentsRepo } from '../src/db/documents.js';
 import { createDb, createPool, type Db } from '../src/db/index.js';
+import { createPartnerWebhooksRepo } from '../src/db/partner-webhooks.js';
 import { createSeriesRepo } from '../src/db/series.js';
 import { createUsersRepo } from '../src/db/users.js';
+import { changesRetentionTask } from '../src/workers/changes-retention.js';
 import { createTestDatabase, type TestDatabase } from './helpers/env.js';
 
 /**
@@ -271,17 +274,32 @@ describe('the change feed (oura.changes)', () => {
     assert.deepEqual([...present].sort(), stored.rows.map((r) => r.id));
   });
 
-  test('pruning removes changes older than the cutoff and keeps the rest readable', async () => {
+  test('the hourly retention task deletes changes and finished outbound messages older than CHANGES_RETENTION_DAYS, never a pending one', async () => {
     const user = await newUser();
     await documents.upsert('tag', user, [{ id: 'tag-old', day: '2026-12-01' }]);
-    await pool.query(`update oura.changes set changed_at = now() - interval '40 days' where object_id = 'tag-old'`);
+    await pool.query(`update oura.changes set changed_at = now() - interval '31 days' where object_id = 'tag-old'`);
     const start = await feedEnd(db);
     await documents.upsert('tag', user, [{ id: 'tag-new', day: '2026-12-01' }]);
-    let pruned = 0;
-    for (let n = -1; n !== 0; ) pruned += n = await pruneChanges(db, new Date(Date.now() - 30 * 86_400_000), 1);
-    assert.ok(pruned >= 1);
+    const message = (seq: number, status: string, finishedDaysAgo: number | null) =>
+      pool.query(
+        `insert into oura.partner_webhook_deliveries (seq, user_id, event_type, data, occurred_at, status, finished_at)
+         values ($1, $2, 'document.created', '{}', now() - interval '40 days', $3, now() - make_interval(days => $4::int))`,
+        [seq, user, status, finishedDaysAgo],
+      );
+    await message(9_000_001, 'delivered', 31);
+    await message(9_000_002, 'dead', 31);
+    await message(9_000_003, 'pending', null);
+    await message(9_000_004, 'delivered', 29);
+
+    const logged: unknown[] = [];
+    const log = { info: (o: unknown) => logged.push(o) } as unknown as Deps['log'];
+    const deps = { config: { CHANGES_RETENTION_DAYS: 30 }, db, partnerWebhooks: createPartnerWebhooksRepo(db) } as unknown as Deps;
+    assert.deepEqual(await changesRetentionTask.run(deps, log), { changes: 1, messages: 2 });
     assert.equal((await pool.query(`select 1 from oura.changes where object_id = 'tag-old'`)).rowCount, 0);
-    assert.deepEqual((await feedOf(user, start, count(1))).map((c) => c.object_id), ['tag-new']);
-    assert.ok((await drain(FEED_START)).changes.length > 0);
+    assert.deepEqual((await feedOf(user, start, count(1))).map((c) => c.object_id), ['tag-new'], 'the rest of the feed reads on');
+    const kept = await pool.query<{ seq: string }>(`select seq from oura.partner_webhook_deliveries where user_id = $1 order by seq`, [user]);
+    assert.deepEqual(kept.rows.map((r) => Number(r.seq)), [9_000_003, 9_000_004], 'the pending one, however old, and the recent one');
+    assert.deepEqual(await changesRetentionTask.run(deps, log), { changes: 0, messages: 0 }, 'nothing more the next hour');
+    assert.equal(logged.length, 1, 'one line for the run that deleted');
   });
 });
