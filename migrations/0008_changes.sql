@@ -9,7 +9,7 @@ CREATE TABLE "oura"."changes" (
 	"day" date,
 	"range_start" timestamp with time zone,
 	"range_end" timestamp with time zone,
-	"changed_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"changed_at" timestamp with time zone DEFAULT statement_timestamp() NOT NULL,
 	CONSTRAINT "changes_kind_check" CHECK ("oura"."changes"."kind" in ('document', 'timeseries', 'user')),
 	CONSTRAINT "changes_op_check" CHECK (("oura"."changes"."kind" = 'document' and "oura"."changes"."op" in ('create', 'update', 'delete') and "oura"."changes"."object_id" is not null)
         or ("oura"."changes"."kind" = 'timeseries' and "oura"."changes"."op" = 'update' and "oura"."changes"."range_start" is not null)
@@ -42,10 +42,13 @@ CREATE TABLE "oura"."partner_webhook_deliveries" (
 );
 --> statement-breakpoint
 CREATE INDEX "changes_cursor_idx" ON "oura"."changes" USING btree ("txid","seq");--> statement-breakpoint
+CREATE INDEX "changes_user_idx" ON "oura"."changes" USING btree ("user_id","txid","seq");--> statement-breakpoint
 CREATE INDEX "changes_changed_at_idx" ON "oura"."changes" USING brin ("changed_at");--> statement-breakpoint
 CREATE INDEX "partner_webhook_deliveries_pending_idx" ON "oura"."partner_webhook_deliveries" USING btree ("user_id","seq") WHERE "oura"."partner_webhook_deliveries"."status" = 'pending';--> statement-breakpoint
-CREATE INDEX "partner_webhook_deliveries_due_idx" ON "oura"."partner_webhook_deliveries" USING btree ("next_attempt_at") WHERE "oura"."partner_webhook_deliveries"."status" = 'pending';--> statement-breakpoint
+CREATE INDEX "partner_webhook_deliveries_in_flight_idx" ON "oura"."partner_webhook_deliveries" USING btree ("user_id") WHERE "oura"."partner_webhook_deliveries"."status" = 'pending' and "oura"."partner_webhook_deliveries"."locked_until" is not null;--> statement-breakpoint
+CREATE INDEX "partner_webhook_deliveries_backlog_idx" ON "oura"."partner_webhook_deliveries" USING btree ("seq") WHERE "oura"."partner_webhook_deliveries"."status" = 'pending';--> statement-breakpoint
 CREATE INDEX "partner_webhook_deliveries_finished_idx" ON "oura"."partner_webhook_deliveries" USING btree ("status","finished_at") WHERE "oura"."partner_webhook_deliveries"."status" <> 'pending';--> statement-breakpoint
+CREATE INDEX "partner_webhook_deliveries_user_idx" ON "oura"."partner_webhook_deliveries" USING btree ("user_id");--> statement-breakpoint
 -- Partner backends read the change feed (README, "For partners"); the outbound
 -- webhook bookkeeping stays ours. Skipped, as in 0007, where oura_reader could
 -- not be created.

@@ -100,6 +100,21 @@ describe('the change feed (oura.changes)', () => {
     ]);
   });
 
+  test('a re-read refills a column that differs from its document (a column added later, a conversion fixed): an update', async () => {
+    const user = await newUser();
+    const start = await feedEnd(db);
+    const doc = { id: 'sleep-refill', day: '2026-12-02', score: 70 };
+    await documents.upsert('daily_sleep', user, [doc]);
+    await pool.query(`update oura.daily_sleep set score = null where id = 'sleep-refill'`);
+    await documents.upsert('daily_sleep', user, [doc]);
+    const { rows } = await pool.query<{ score: string | null }>(`select score from oura.daily_sleep where id = 'sleep-refill'`);
+    assert.equal(Number(rows[0]!.score), 70);
+    assert.deepEqual((await feedOf(user, start, count(2))).map(brief), [
+      'document create daily_sleep sleep-refill 2026-12-02',
+      'document update daily_sleep sleep-refill 2026-12-02',
+    ]);
+  });
+
   test('a batch of samples is one change spanning the samples that are new or changed; the same batch again is none', async () => {
     const user = await newUser();
     const start = await feedEnd(db);

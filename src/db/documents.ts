@@ -62,12 +62,18 @@ export function createDocumentsRepo(db: Db) {
         if (key === 'id') continue;
         set[key] = sql.raw(`excluded.${JSON.stringify(columns[key]!.name)}`);
       }
+      // Changed: the document, or a column made from it (a column added later, a conversion fixed).
+      const compared = Object.keys(set).filter((key) => key !== 'fetched_at' && key !== 'user_id');
+      const changedRow = sql`(${sql.join(
+        compared.map((key) => sql`${columns[key]!}`),
+        sql`, `,
+      )}) is distinct from (${sql.raw(compared.map((key) => `excluded.${JSON.stringify(columns[key]!.name)}`).join(', '))})`;
       const dayColumn = dayColumnOf(type);
       return withUserChanges(db, userId, async (tx) => {
         const written = await tx
           .insert(table)
           .values(rows as never)
-          .onConflictDoUpdate({ target: table.id, set: set as never, setWhere: sql`${table.document} is distinct from excluded.document` })
+          .onConflictDoUpdate({ target: table.id, set: set as never, setWhere: changedRow })
           .returning({ id: table.id, created: sql<boolean>`(xmax = 0)`, day: dayColumn ? sql<string | null>`${dayColumn}::text` : sql<null>`null` });
         const changed = new Set(written.map((r) => r.id));
         const same = rows.map((r) => String(r.id)).filter((id) => !changed.has(id));

@@ -65,6 +65,9 @@ export function messageOf(c: Change): { event_type: string; data: Record<string,
 
 export const webhookIdOf = (seq: number) => `msg_${seq}`;
 
+/** The lock class of pg_advisory_xact_lock that serialises claims. */
+const CLAIM_LOCK = 726871003;
+
 export function createPartnerWebhooksRepo(db: Db) {
   return {
     /**
@@ -118,7 +121,12 @@ export function createPartnerWebhooksRepo(db: Db) {
      * user, of which only the first can go.
      */
     async claim(limit: number, holdMs: number): Promise<PartnerMessage[]> {
-      const { rows } = await db.execute<Record<string, unknown>>(sql`
+      // One claim at a time across senders, each seeing the one before committed: two claims
+      // whose snapshots straddle a replay could otherwise each take a message of the same user.
+      const rows = await db.transaction(async (t) => {
+        const tx = t as unknown as Db;
+        await tx.execute(sql`select pg_advisory_xact_lock(${CLAIM_LOCK})`);
+        return (await tx.execute<Record<string, unknown>>(sql`
         with recursive heads(user_id, seq) as (
           (select user_id, seq from oura.partner_webhook_deliveries where status = 'pending' order by user_id, seq limit 1)
           union all
@@ -139,7 +147,8 @@ export function createPartnerWebhooksRepo(db: Db) {
         update oura.partner_webhook_deliveries d
         set locked_until = now() + ${holdMs} * interval '1 millisecond', attempts = d.attempts + 1
         from due where d.seq = due.seq
-        returning d.seq, d.user_id, d.event_type, d.data, d.occurred_at, d.attempts`);
+        returning d.seq, d.user_id, d.event_type, d.data, d.occurred_at, d.attempts`)).rows;
+      });
       return rows
         .map((r) => ({
           seq: Number(r.seq),
@@ -228,7 +237,7 @@ export function createPartnerWebhooksRepo(db: Db) {
     async stats(): Promise<PartnerWebhookStats> {
       const { rows } = await db.execute<{ pending: number; oldest: string | Date | null; dead: number }>(sql`
         select (select count(*)::int from oura.partner_webhook_deliveries where status = 'pending') as pending,
-          (select min(occurred_at) from oura.partner_webhook_deliveries where status = 'pending') as oldest,
+          (select occurred_at from oura.partner_webhook_deliveries where status = 'pending' order by seq limit 1) as oldest,
           (select count(*)::int from oura.partner_webhook_deliveries where status = 'dead') as dead`);
       const r = rows[0]!;
       return { pending: r.pending, oldestPendingS: r.oldest ? Math.max(0, (Date.now() - new Date(r.oldest).getTime()) / 1000) : null, dead: r.dead };

@@ -94,6 +94,9 @@ export async function enqueueWindow(deps: BackfillProducer, userId: string, kind
  */
 export async function startBackfill(deps: BackfillProducer, userId: string, days: number): Promise<void> {
   const { start, end } = backfillRange(days);
+  // Every type's progress is reset before any window runs: a type that finished
+  // early must find the others running, not done from the backfill before
+  // (user.backfill_completed is recorded once, when the last one finishes).
   for (const kind of DATA_KINDS) {
     await deps.backfill.start({
       userId,
@@ -102,6 +105,8 @@ export async function startBackfill(deps: BackfillProducer, userId: string, days
       rangeEnd: new Date(end),
       windowsTotal: windowCount(kind, start, end),
     });
+  }
+  for (const kind of DATA_KINDS) {
     const row = await deps.backfill.get(userId, kind);
     await enqueueWindow(deps, userId, kind, row!.started_at.getTime(), 0);
   }

@@ -226,10 +226,15 @@ export const changes = oura.table(
     /** The first and last sample that changed (time series only). */
     range_start: timestamp('range_start', { withTimezone: true, mode: 'string' }),
     range_end: timestamp('range_end', { withTimezone: true, mode: 'string' }),
-    changed_at: timestamp('changed_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    /** When the change was written (after the user's lock: never earlier than the user's previous change). */
+    changed_at: timestamp('changed_at', { withTimezone: true, mode: 'date' })
+      .notNull()
+      .default(sql`statement_timestamp()`),
   },
   (t) => [
     index('changes_cursor_idx').on(t.txid, t.seq),
+    // A user's changes: deleting a user, and partners reading one user's feed.
+    index('changes_user_idx').on(t.user_id, t.txid, t.seq),
     index('changes_changed_at_idx').using('brin', t.changed_at),
     check('changes_kind_check', sql`${t.kind} in ('document', 'timeseries', 'user')`),
     check(
@@ -280,9 +285,14 @@ export const partnerWebhookDeliveries = oura.table(
     finished_at: timestamp('finished_at', { withTimezone: true, mode: 'date' }),
   },
   (t) => [
+    // The claim: each user's head of line (a loose index scan), and whether one of the user's is in flight.
     index('partner_webhook_deliveries_pending_idx').on(t.user_id, t.seq).where(sql`${t.status} = 'pending'`),
-    index('partner_webhook_deliveries_due_idx').on(t.next_attempt_at).where(sql`${t.status} = 'pending'`),
+    index('partner_webhook_deliveries_in_flight_idx').on(t.user_id).where(sql`${t.status} = 'pending' and ${t.locked_until} is not null`),
+    // The metrics: the backlog and its oldest message.
+    index('partner_webhook_deliveries_backlog_idx').on(t.seq).where(sql`${t.status} = 'pending'`),
+    // Retention, and deleting a user.
     index('partner_webhook_deliveries_finished_idx').on(t.status, t.finished_at).where(sql`${t.status} <> 'pending'`),
+    index('partner_webhook_deliveries_user_idx').on(t.user_id),
     check('partner_webhook_deliveries_status_check', sql`${t.status} in ('pending', 'delivered', 'dead')`),
   ],
 );
