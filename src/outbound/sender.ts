@@ -60,17 +60,25 @@ export function startPartnerWebhooks(opts: PartnerWebhooksOptions) {
   const inFlight = new Map<number, { done: Promise<void>; abort: AbortController }>();
 
   // Wake-ups: a notification, an attempt finished, a retry falling due, the poll.
+  // A notification only asks for a fan-out; a claim (the costlier query when a
+  // partner is down and messages pile up) runs when the fan-out made messages,
+  // an attempt ended, a retry fell due, or at the poll.
   let wakeUp: (() => void) | null = null;
   let woken = false;
+  let claimWanted = true;
   const wake = () => {
     woken = true;
     wakeUp?.();
+  };
+  const wakeToClaim = () => {
+    claimWanted = true;
+    wake();
   };
   const retryTimers = new Set<NodeJS.Timeout>();
   const wakeIn = (ms: number) => {
     const t = setTimeout(() => {
       retryTimers.delete(t);
-      wake();
+      wakeToClaim();
     }, ms);
     t.unref();
     retryTimers.add(t);
@@ -102,7 +110,7 @@ export function startPartnerWebhooks(opts: PartnerWebhooksOptions) {
       .then(() => {
         listenOutages.recovered();
         // Anything written while we were not listening.
-        wake();
+        wakeToClaim();
       })
       .catch(retry);
   }
@@ -113,7 +121,7 @@ export function startPartnerWebhooks(opts: PartnerWebhooksOptions) {
     inFlight.set(m.seq, { done, abort });
     await done;
     inFlight.delete(m.seq);
-    wake();
+    wakeToClaim();
   }
 
   /** One attempt: the message signed now, its outcome recorded. */
@@ -167,9 +175,12 @@ export function startPartnerWebhooks(opts: PartnerWebhooksOptions) {
 
   /** One round: new changes into messages, then as many due messages as there is room for. */
   async function round(): Promise<void> {
-    while ((await repo.fanOut(FAN_OUT_BATCH)) === FAN_OUT_BATCH && !closing);
+    let made = 0;
+    for (let n = FAN_OUT_BATCH; n === FAN_OUT_BATCH && !closing; made += n) n = await repo.fanOut(FAN_OUT_BATCH);
+    if (made > 0) claimWanted = true;
     const room = config.PARTNER_WEBHOOK_CONCURRENCY - inFlight.size;
-    if (room <= 0 || closing) return;
+    if (room <= 0 || closing || !claimWanted) return;
+    claimWanted = false;
     for (const m of await repo.claim(room, holdMs)) void send(m);
   }
 
@@ -200,7 +211,10 @@ export function startPartnerWebhooks(opts: PartnerWebhooksOptions) {
       await new Promise((r) => setTimeout(r, Math.max(20, lastRoundMs)));
       if (!woken && !closing) {
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, POLL_MS);
+          const timer = setTimeout(() => {
+            claimWanted = true;
+            resolve();
+          }, POLL_MS);
           wakeUp = () => {
             clearTimeout(timer);
             resolve();
