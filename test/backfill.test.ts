@@ -77,7 +77,7 @@ describe('backfill on connect', () => {
     await stack?.close();
   });
 
-  test('a user with 120 days of history gets every document and sample of the last 90 days, at ≤ 1 request per 10 items', async () => {
+  test('a user with 120 days of history gets every document and sample of the last 90 days, at ≤ 1 request per 10 items', async (t) => {
     const { id: simUser } = await stack.simJson('POST', '/_sim/users', { historyDays: 120 });
     await stack.simJson('DELETE', '/_sim/requests');
     const userId = await stack.connectUser(simUser);
@@ -119,7 +119,7 @@ describe('backfill on connect', () => {
       items += expected.length;
     }
     const perItem = requests / items;
-    console.log(`backfill: ${requests} requests for ${items} documents and samples (${perItem.toFixed(4)} requests per item)`);
+    t.diagnostic(`backfill: ${requests} requests for ${items} documents and samples (${perItem.toFixed(4)} requests per item)`);
     assert.ok(requests * 10 <= items, `${requests} requests for ${items} items`);
   });
 

@@ -162,8 +162,8 @@ const FILE_TIMEOUT_MS = 600_000;
  * Runs one test file as its own process (node:test runs a file executed
  * directly and exits when its tests are done). Its output is held and
  * printed whole when it ends, so files running at once do not interleave:
- * one line for a file that passed (with its skipped tests' reasons), all of
- * it for one that failed.
+ * one line for a file that passed (then its tests' diagnostics and skipped
+ * tests' reasons), all of it for one that failed.
  */
 function testFile(file: string, env: NodeJS.ProcessEnv): Promise<FileResult> {
   const t0 = Date.now();
@@ -195,8 +195,12 @@ function testFile(file: string, env: NodeJS.ProcessEnv): Promise<FileResult> {
       };
       const line = `# ${result.ok ? 'ok' : `FAILED (${code ?? signal})`} ${file}: ${result.tests} tests${result.skipped ? `, ${result.skipped} skipped` : ''} in ${result.seconds.toFixed(1)} s\n`;
       if (result.ok) {
-        const skips = output.split('\n').filter((l) => /# SKIP/.test(l)).map((l) => `#   ${l.trim()}\n`);
-        process.stdout.write(line + skips.join(''));
+        // What the tests say of themselves (t.diagnostic: figures measured) and why any was skipped.
+        const notes = output
+          .split('\n')
+          .filter((l) => /# SKIP/.test(l) || (/^\s*# /.test(l) && !/^\s*# (Subtest: |(tests|suites|pass|fail|cancelled|skipped|todo|duration_ms) [\d.]+$)/.test(l)))
+          .map((l) => `#   ${l.trim().replace(/^# /, '')}\n`);
+        process.stdout.write(line + notes.join(''));
       } else {
         process.stdout.write(`${output.trimEnd()}\n${line}`);
       }
