@@ -54,6 +54,12 @@ test('values set in the environment reach the services', () => {
   assert.equal(config.OURA_TOKEN_URL, 'https://api.ouraring.com/oauth/token');
   const portal = loadConfig(composeEnv('worker', { OURA_TOKEN_URL: 'https://portal.example/oauth/token' }));
   assert.equal(portal.OURA_TOKEN_URL, 'https://portal.example/oauth/token');
+  // The outbound webhooks: off unless set where compose runs, then on for the worker.
+  assert.equal(config.PARTNER_WEBHOOK_URL, undefined);
+  const secret = `whsec_${Buffer.alloc(32, 1).toString('base64')}`;
+  const partner = loadConfig(composeEnv('worker', { PARTNER_WEBHOOK_URL: 'https://partner.example/hook', PARTNER_WEBHOOK_SECRET: secret }));
+  assert.equal(partner.PARTNER_WEBHOOK_URL, 'https://partner.example/hook');
+  assert.equal(partner.PARTNER_WEBHOOK_SECRET, secret);
 });
 
 test('the simulator runs under the sim profile with the same client credentials', () => {
