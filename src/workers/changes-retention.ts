@@ -1,10 +1,6 @@
 import { DAY_MS } from '../dates.js';
 import { pruneChanges } from '../db/changes.js';
-import type { MaintenanceTask } from './maintenance-task.js';
-
-const BATCH = 10_000;
-/** At most this many batches of each kind per run, so one run stays short; the next run goes on. */
-const MAX_BATCHES = 50;
+import { deleteInBatches, type MaintenanceTask } from './maintenance-task.js';
 
 /**
  * Every hour: deletes changes of oura.changes written more than
@@ -20,17 +16,8 @@ export const changesRetentionTask: MaintenanceTask = {
   run: async (deps, log) => {
     const days = deps.config.CHANGES_RETENTION_DAYS;
     const before = new Date(Date.now() - days * DAY_MS);
-    const prune = async (one: () => Promise<number>) => {
-      let deleted = 0;
-      for (let i = 0; i < MAX_BATCHES; i++) {
-        const n = await one();
-        deleted += n;
-        if (n < BATCH) break;
-      }
-      return deleted;
-    };
-    const changes = await prune(() => pruneChanges(deps.db, before, BATCH));
-    const messages = await prune(() => deps.partnerWebhooks.pruneFinished(before, BATCH));
+    const changes = await deleteInBatches((batch) => pruneChanges(deps.db, before, batch));
+    const messages = await deleteInBatches((batch) => deps.partnerWebhooks.pruneFinished(before, batch));
     if (changes + messages > 0) log.info({ changes, messages, retentionDays: days }, 'old changes and outbound webhook messages deleted');
     return { changes, messages };
   },

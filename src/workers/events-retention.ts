@@ -1,9 +1,5 @@
 import { DAY_MS } from '../dates.js';
-import type { MaintenanceTask } from './maintenance-task.js';
-
-const BATCH = 10_000;
-/** At most this many batches per run, so one run stays short; the next run goes on. */
-const MAX_BATCHES = 50;
+import { deleteInBatches, type MaintenanceTask } from './maintenance-task.js';
 
 /**
  * Every hour: deletes webhook events served or ignored more than
@@ -17,12 +13,7 @@ export const eventsRetentionTask: MaintenanceTask = {
   firstRunAfterMs: 60_000,
   run: async (deps, log) => {
     const before = new Date(Date.now() - deps.config.WEBHOOK_EVENTS_RETENTION_DAYS * DAY_MS);
-    let deleted = 0;
-    for (let i = 0; i < MAX_BATCHES; i++) {
-      const n = await deps.events.pruneFinished(before, BATCH);
-      deleted += n;
-      if (n < BATCH) break;
-    }
+    const deleted = await deleteInBatches((batch) => deps.events.pruneFinished(before, batch));
     if (deleted > 0) log.info({ deleted, retentionDays: deps.config.WEBHOOK_EVENTS_RETENTION_DAYS }, 'old webhook events deleted');
     return { deleted };
   },

@@ -28,3 +28,19 @@ export function backgroundWorkerOptions(deps: Pick<Deps, 'prefix' | 'config'>, c
     autorun: false,
   };
 }
+
+/** Rows a retention task deletes per statement. */
+export const RETENTION_BATCH = 10_000;
+/** At most this many batches per run, so one run stays short; the next run goes on. */
+const RETENTION_MAX_BATCHES = 50;
+
+/** Runs `deleteBatch` (deleting at most RETENTION_BATCH rows) until a batch comes back short; returns the rows deleted. */
+export async function deleteInBatches(deleteBatch: (batch: number) => Promise<number>): Promise<number> {
+  let deleted = 0;
+  for (let i = 0; i < RETENTION_MAX_BATCHES; i++) {
+    const n = await deleteBatch(RETENTION_BATCH);
+    deleted += n;
+    if (n < RETENTION_BATCH) break;
+  }
+  return deleted;
+}
