@@ -87,6 +87,7 @@ function peak(log: RequestLogEntry[], windowMs: number): number {
 }
 
 test('a Sentinel failover mid-stream: every acknowledged delivery lands, workers resume, the limit holds', async (t) => {
+  t.diagnostic(`set up in ${(performance.now() / 1000).toFixed(1)} s (three Redis servers, the stack)`);
   await stack.subscribeAll(['daily_activity', 'workout', 'tag']);
   const users = [await stack.connectUser(), await stack.connectUser()];
   const types = ['daily_activity', 'workout', 'tag'] as const;
@@ -125,7 +126,9 @@ test('a Sentinel failover mid-stream: every acknowledged delivery lands, workers
     }
     return n;
   };
+  const landing = Date.now();
   await eventually('every acknowledged document landed', async () => (await landed()) === acknowledged.size, { timeoutMs: 60_000, intervalMs: 500 });
+  t.diagnostic(`failed over ${((landing - failedOverAt) / 1000).toFixed(1)} s after the kill began; every acknowledged document landed ${((Date.now() - landing) / 1000).toFixed(1)} s later`);
 
   // The workers resumed: new documents land within seconds.
   const resumed = Date.now();

@@ -163,7 +163,8 @@ const FILE_TIMEOUT_MS = 600_000;
  * directly and exits when its tests are done). Its output is held and
  * printed whole when it ends, so files running at once do not interleave:
  * one line for a file that passed (then its tests' diagnostics and skipped
- * tests' reasons), all of it for one that failed.
+ * tests' reasons), all of it for one that failed (or, with TEST_VERBOSE=1,
+ * for every file).
  */
 function testFile(file: string, env: NodeJS.ProcessEnv): Promise<FileResult> {
   const t0 = Date.now();
@@ -194,7 +195,7 @@ function testFile(file: string, env: NodeJS.ProcessEnv): Promise<FileResult> {
         seconds: (Date.now() - t0) / 1000,
       };
       const line = `# ${result.ok ? 'ok' : `FAILED (${code ?? signal})`} ${file}: ${result.tests} tests${result.skipped ? `, ${result.skipped} skipped` : ''} in ${result.seconds.toFixed(1)} s\n`;
-      if (result.ok) {
+      if (result.ok && !process.env.TEST_VERBOSE) {
         // What the tests say of themselves (t.diagnostic: figures measured) and why any was skipped.
         const notes = output
           .split('\n')
