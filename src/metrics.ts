@@ -196,12 +196,29 @@ export function registerCollectors(
       }
     },
   });
-  // One read serves both budget gauges of a scrape.
-  let backlog: { at: number; value: Promise<Record<string, { items: number; oldestWaitS: number | null }>> } | null = null;
-  const budgetBacklog = () => {
-    if (!backlog || Date.now() - backlog.at > 1000) backlog = { at: Date.now(), value: scrapeTimeout(sources.budgetBacklog()) };
-    return backlog.value;
+  /** One read of `source` serves every gauge of a scrape that asks for it within a second. */
+  const perScrape = <T>(source: () => Promise<T>) => {
+    let last: { at: number; value: Promise<T> } | null = null;
+    return () => {
+      if (!last || Date.now() - last.at > 1000) last = { at: Date.now(), value: scrapeTimeout(source()) };
+      return last.value;
+    };
   };
+  const budgetBacklog = perScrape(() => sources.budgetBacklog());
+  /** A gauge without labels, set at each scrape from `read` (no figure when its store is down). */
+  const scraped = (name: string, help: string, read: () => Promise<number>) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      async collect() {
+        try {
+          this.set(await read());
+        } catch {
+          /* Postgres or Redis down */
+        }
+      },
+    });
   /** A gauge of one label, set at each scrape from `read` (no figure when its store is down, rather than a wrong one). */
   const labelled = <L extends string>(name: string, help: string, label: L, read: () => Promise<Record<string, number>>) =>
     new Gauge({
@@ -235,26 +252,7 @@ export function registerCollectors(
   labelled('oura_ingest_ready', 'What /readyz says, by check (postgres, redis, migrations): 1 passing, 0 failing', 'check', async () =>
     mapValues(await sources.readiness(), (ok) => (ok ? 1 : 0)),
   );
-  // One read serves the three outbound webhook gauges of a scrape.
-  let partner: { at: number; value: Promise<{ pending: number; oldestPendingS: number | null; dead: number }> } | null = null;
-  const partnerStats = () => {
-    if (!partner || Date.now() - partner.at > 1000) partner = { at: Date.now(), value: scrapeTimeout(sources.partnerWebhooks()) };
-    return partner.value;
-  };
-  /** A gauge without labels set at each scrape from `read` (no figure when Postgres is down). */
-  const scraped = (name: string, help: string, read: () => Promise<number>) =>
-    new Gauge({
-      name,
-      help,
-      registers: [registry],
-      async collect() {
-        try {
-          this.set(await read());
-        } catch {
-          /* Postgres down */
-        }
-      },
-    });
+  const partnerStats = perScrape(() => sources.partnerWebhooks());
   scraped('oura_ingest_partner_webhook_pending', 'Outbound webhook messages not yet delivered to PARTNER_WEBHOOK_URL (being retried included; dead letters not)', async () => (await partnerStats()).pending);
   scraped(
     'oura_ingest_partner_webhook_oldest_pending_seconds',
@@ -272,17 +270,8 @@ export function registerCollectors(
     help: 'The application budget (OURA_APP_RATE_LIMIT) as requests per second, for comparing with the rate of oura_ingest_oura_requests_total',
     registers: [registry],
   }).set(sources.settings.budgetPerS);
-  new Gauge({
-    name: 'oura_ingest_seconds_since_last_webhook',
-    help: 'Seconds since the newest webhook delivery was recorded (-1: none yet); alert when large while users are active',
-    registers: [registry],
-    async collect() {
-      try {
-        const last = await scrapeTimeout(sources.lastWebhookAt());
-        this.set(last ? (Date.now() - last.getTime()) / 1000 : -1);
-      } catch {
-        /* Postgres down */
-      }
-    },
+  scraped('oura_ingest_seconds_since_last_webhook', 'Seconds since the newest webhook delivery was recorded (-1: none yet); alert when large while users are active', async () => {
+    const last = await scrapeTimeout(sources.lastWebhookAt());
+    return last ? (Date.now() - last.getTime()) / 1000 : -1;
   });
 }

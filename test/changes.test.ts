@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { createBackfillRepo } from '../src/db/backfill.js';
 import type { Deps } from '../src/deps.js';
-import { feedEnd, readChanges, type Change, type ChangeCursor } from '../src/db/changes.js';
+import { cursorOf, feedEnd, readChanges, type Change, type ChangeCursor } from '../src/db/changes.js';
 import { createDocumentsRepo } from '../src/db/documents.js';
 import { createDb, createPool, type Db } from '../src/db/index.js';
 import { createPartnerWebhooksRepo } from '../src/db/partner-webhooks.js';
@@ -53,7 +53,7 @@ describe('the change feed (oura.changes)', () => {
       const batch = await readChanges(db, cursor, 100);
       if (batch.length === 0) return { changes: all, cursor };
       all.push(...batch);
-      cursor = { txid: batch.at(-1)!.txid, seq: batch.at(-1)!.seq };
+      cursor = cursorOf(batch.at(-1)!);
     }
   }
 

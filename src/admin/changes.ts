@@ -1,5 +1,5 @@
 import type { Deps } from '../deps.js';
-import { readChanges, type Change, type ChangeCursor } from '../db/changes.js';
+import { cursorOf, readChanges, type Change, type ChangeCursor } from '../db/changes.js';
 
 export interface FollowOptions {
   /** Stops the walk: the generator returns after the batch in hand. */
@@ -26,7 +26,7 @@ export async function* followChanges(deps: Pick<Deps, 'db' | 'pool'>, from: Chan
       const batch = await readChanges(deps.db, cursor, opts.batch ?? 500);
       for (const change of batch) {
         yield change;
-        cursor = { txid: change.txid, seq: change.seq };
+        cursor = cursorOf(change);
       }
       if (batch.length > 0) continue;
       await new Promise<void>((resolve) => {

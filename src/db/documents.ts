@@ -102,10 +102,9 @@ export function createDocumentsRepo(db: Db) {
 
     /** The day (collection date field) of stored documents, by id. */
     async daysOf(type: DocumentType, userId: string, ids: string[]): Promise<Map<string, string>> {
-      const field = documentTypes[type].dateField;
-      if (!field || ids.length === 0) return new Map();
+      const column = dayColumnOf(type);
+      if (!column || ids.length === 0) return new Map();
       const table = documentTables[type];
-      const column = (table as unknown as Record<string, PgColumn>)[field]!;
       const rows = await db
         .select({ id: table.id, day: column })
         .from(table)
@@ -115,13 +114,10 @@ export function createDocumentsRepo(db: Db) {
 
     /** How many of the user's documents of a type are stored with a collection date in [startDay, endDay). */
     async countInRange(type: DocumentType, userId: string, startDay: string, endDay: string): Promise<number> {
-      const field = documentTypes[type].dateField;
       const table = documentTables[type];
+      const column = dayColumnOf(type);
       const conds = [eq(table.user_id, userId)];
-      if (field) {
-        const column = (table as unknown as Record<string, PgColumn>)[field]!;
-        conds.push(gte(column, startDay), lt(column, endDay));
-      }
+      if (column) conds.push(gte(column, startDay), lt(column, endDay));
       const rows = await db.select({ n: sql<number>`count(*)::int` }).from(table).where(and(...conds));
       return rows[0]?.n ?? 0;
     },
@@ -147,12 +143,9 @@ export function createDocumentsRepo(db: Db) {
      */
     async removeMissing(type: DocumentType, userId: string, window: { startDay: string; endDay: string } | null, keep: string[]): Promise<number> {
       const table = documentTables[type];
-      const field = documentTypes[type].dateField;
+      const column = dayColumnOf(type);
       const conds = [eq(table.user_id, userId)];
-      if (field && window) {
-        const column = (table as unknown as Record<string, PgColumn>)[field]!;
-        conds.push(gte(column, window.startDay), lt(column, window.endDay));
-      }
+      if (column && window) conds.push(gte(column, window.startDay), lt(column, window.endDay));
       if (keep.length > 0) conds.push(notInArray(table.id, keep));
       return withUserChanges(db, userId, async (tx) => {
         const rows = await tx.delete(table).where(and(...conds)).returning(deletedColumns(type));
