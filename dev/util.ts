@@ -29,6 +29,20 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * A free port below the ephemeral range (32768 and up on Linux), for a
+ * server a test stops and starts again: no listen(0) elsewhere is given it
+ * meanwhile, and no client socket gets it as its own port, which a client
+ * retrying against a closed ephemeral port can do, connecting to itself.
+ */
+export async function freeStablePort(): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (await portFree(port)) return port;
+  }
+  throw new Error('no free port found between 20000 and 32000');
+}
+
 /** Whether a TCP port is free on every address right now. */
 function portFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {

@@ -5,7 +5,7 @@ import { after, test } from 'node:test';
 import { createDeps } from '../src/deps.js';
 import { sql } from 'drizzle-orm';
 import { createLogger, scrubError } from '../src/logger.js';
-import { eventually, freePort } from '../dev/util.js';
+import { eventually, freeStablePort } from '../dev/util.js';
 import { testConfig, uniquePrefix } from './helpers/env.js';
 
 /** A Redis of the test's own, to stop and start again. */
@@ -19,7 +19,7 @@ after(() => {
 });
 
 test('a Redis outage is logged once when it starts and once when it ends, not once per retry', async () => {
-  const port = await freePort();
+  const port = await freeStablePort();
   children.push(startRedis(port));
   const lines: Array<{ msg: string; connection?: string; err?: { message?: string; stack?: string } }> = [];
   const sink = new Writable({

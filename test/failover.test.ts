@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import type { RequestLogEntry } from '../src/sim/state.js';
 import { getServices } from './helpers/env.js';
 import { localRedisServers } from './helpers/redis-servers.js';
-import { eventually, freePort, startStack, type Stack } from './helpers/stack.js';
+import { eventually, freePort, freeStablePort, startStack, type Stack } from './helpers/stack.js';
 
 /**
  * Redis behind Sentinel, failing over in the middle of a stream of webhooks
@@ -28,8 +28,8 @@ let master: number;
 let replica: number;
 let sentinel: Redis;
 before(async () => {
-  master = await freePort();
-  replica = await freePort();
+  master = await freeStablePort(); // killed mid-test: clients retry against it
+  replica = await freeStablePort();
   const sentinelPort = await freePort();
   masterProcess = redisServers.server(master);
   redisServers.server(replica, ['--replicaof', '127.0.0.1', String(master)]);

@@ -6,7 +6,7 @@ import type { SimOptions } from '../../src/sim/index.js';
 import { TEST_LOG_DIR } from '../check-logs.js';
 import { serviceRuntime, TEST_SECRETS } from './env.js';
 
-export { eventually, freePort, freePortRange } from '../../dev/util.js';
+export { eventually, freePort, freePortRange, freeStablePort } from '../../dev/util.js';
 export { repoRoot };
 
 const TEST_LOG_LEVEL = process.env.TEST_LOG_LEVEL ?? 'debug';
